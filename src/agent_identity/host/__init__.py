@@ -1,0 +1,1 @@
+"""The OpenClaw-shaped host contract: hooks, ``/identity`` commands, tools, gateway methods."""

@@ -1,0 +1,1 @@
+"""The composition root: builds the supervision tree, wires addresses, handles signals."""

@@ -1,0 +1,1 @@
+"""Volcengine control-plane clients: request signing, credentials, Identity and STS."""
