@@ -1,0 +1,65 @@
+"""The actor kernel: actors, addresses, replies, supervisors. No domain, no I/O.
+
+Everything here is mechanism for the layers above (``actors``, ``transports``,
+``system``): an :class:`Actor` owns state and a bounded mailbox; others hold its
+:class:`Address` and talk to it with ``tell`` / ``try_tell`` / ``ask``; requests
+carry a one-shot :class:`Reply` and the caller's deadline; a :class:`Supervisor`
+starts children in order, restarts them by strategy within an intensity and
+escalates beyond it; a :class:`KeyedSupervisor` runs one actor per key; and
+:func:`serve_until_signalled` / :func:`run_main` turn signals into a graceful
+shutdown. The design follows the style anchors (section 2) of the project notes.
+"""
+
+from agent_identity.kernel._actor import Actor, ActorStatistics
+from agent_identity.kernel._errors import (
+    ActorStopped,
+    ChildStartFailed,
+    DeadlineExceeded,
+    KernelError,
+    MailboxFull,
+    SupervisorGaveUp,
+    TooManyChildren,
+)
+from agent_identity.kernel._keyed import KeyedSupervisor, KeyedSupervisorStatistics
+from agent_identity.kernel._mailbox import Address
+from agent_identity.kernel._reply import Reply, Request
+from agent_identity.kernel._shutdown import (
+    EXIT_INTERRUPTED,
+    ShutdownResult,
+    SignalSource,
+    run_main,
+    serve_until_signalled,
+)
+from agent_identity.kernel._spec import INFINITE, ChildSpec, Restart, Service, StartFn, Strategy
+from agent_identity.kernel._supervisor import ChildStatistics, Supervisor, SupervisorStatistics
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "INFINITE",
+    "Actor",
+    "ActorStatistics",
+    "ActorStopped",
+    "Address",
+    "ChildSpec",
+    "ChildStartFailed",
+    "ChildStatistics",
+    "DeadlineExceeded",
+    "KernelError",
+    "KeyedSupervisor",
+    "KeyedSupervisorStatistics",
+    "MailboxFull",
+    "Reply",
+    "Request",
+    "Restart",
+    "Service",
+    "ShutdownResult",
+    "SignalSource",
+    "StartFn",
+    "Strategy",
+    "Supervisor",
+    "SupervisorGaveUp",
+    "SupervisorStatistics",
+    "TooManyChildren",
+    "run_main",
+    "serve_until_signalled",
+]

@@ -1,0 +1,320 @@
+"""Each user pool as an OIDC provider at ``<base>/userpool/<uid>`` (section 6 of the notes).
+
+Endpoints under the issuer: ``/.well-known/openid-configuration``, ``/keys`` (JWKS),
+``/authorize`` (a username/password login form), ``/login`` (the form's POST), ``/oauth/token``
+(``authorization_code`` with PKCE S256, ``refresh_token``, ``client_credentials``),
+``/userinfo`` and ``/logout``. ``redirect_uri`` must be one of the client's
+``AllowedCallbackUrls`` exactly, as the real service requires.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from agent_identity.sandbox.asgi import (
+    Request,
+    Response,
+    add_query,
+    form_page,
+    html_page,
+    json_response,
+    redirect,
+)
+from agent_identity.sandbox.state import Client, SandboxState, User, UserPool
+from agent_identity.sandbox.tokens import issue_id_token
+
+__all__ = ["PREFIX", "UserPoolOidc"]
+
+PREFIX = "/userpool/"
+_REQUEST_TTL = 600.0
+_CODE_TTL = 300.0
+_ACCESS_TTL = 3600
+
+
+class _OAuthError(Exception):
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass(slots=True)
+class _AuthRequest:
+    pool_uid: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    state: str | None
+    nonce: str | None
+    code_challenge: str | None
+    expires_at: float
+    sub: str | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    pool_uid: str
+    client_id: str
+    sub: str
+    scope: str
+    expires_at: float
+
+
+class UserPoolOidc:
+    """The OIDC endpoints of every user pool, and their pending logins and tokens.
+
+    Args:
+        state: The sandbox state.
+    """
+
+    def __init__(self, state: SandboxState) -> None:
+        self._state = state
+        self._requests: dict[str, _AuthRequest] = {}
+        self._codes: dict[str, _AuthRequest] = {}
+        self._access: dict[str, _Session] = {}
+        self._refresh: dict[str, _Session] = {}
+
+    def handle(self, request: Request) -> Response:
+        """Serve a request under ``/userpool/<uid>/``."""
+        uid, _, route = request.path.removeprefix(PREFIX).partition("/")
+        pool = self._state.user_pools.get(uid)
+        if pool is None:
+            return json_response(404, {"error": "not_found", "error_description": "no such pool"})
+        issuer = self._state.user_pool_issuer(pool)
+        try:
+            if route == ".well-known/openid-configuration":
+                return json_response(200, _discovery(issuer))
+            if route == "keys":
+                return json_response(200, {"keys": [self._state.keys.user_pool(uid).public_jwk()]})
+            if route == "authorize":
+                return self._authorize(pool, request)
+            if route == "login" and request.method == "POST":
+                return self._login(pool, request)
+            if route == "oauth/token" and request.method == "POST":
+                return self._token(pool, request)
+            if route == "userinfo":
+                return self._userinfo(pool, request)
+            if route == "logout":
+                return self._logout(pool, request)
+        except _OAuthError as exc:
+            return json_response(
+                exc.status, {"error": exc.error, "error_description": exc.description}
+            )
+        return html_page(404, "Not found", "<p>No such page in this user pool.</p>")
+
+    def _authorize(self, pool: UserPool, request: Request) -> Response:
+        q = request.query_value
+        client = pool.clients.get(q("client_id") or "")
+        redirect_uri = q("redirect_uri") or ""
+        if client is None or redirect_uri not in client.allowed_callback_urls:
+            return html_page(
+                400,
+                "Invalid login request",
+                "<p>Unknown client, or the redirect_uri is not an allowed callback URL.</p>",
+            )
+        errors = {}
+        if q("response_type") != "code":
+            errors["error"] = "unsupported_response_type"
+        elif "openid" not in (q("scope") or "").split():
+            errors["error"] = "invalid_scope"
+        elif q("code_challenge") and q("code_challenge_method") != "S256":
+            errors["error"] = "invalid_request"
+        if errors:
+            if q("state"):
+                errors["state"] = q("state") or ""
+            return redirect(add_query(redirect_uri, errors))
+        request_id = secrets.token_urlsafe(18)
+        self._requests[request_id] = _AuthRequest(
+            pool.uid,
+            client.uid,
+            redirect_uri,
+            q("scope") or "openid",
+            q("state"),
+            q("nonce"),
+            q("code_challenge"),
+            self._state.now() + _REQUEST_TTL,
+        )
+        return _login_form(pool, client, request_id, 200, "")
+
+    def _login(self, pool: UserPool, request: Request) -> Response:
+        form = request.form()
+        request_id = form.get("authRequestId", "")
+        pending = self._requests.get(request_id)
+        if (
+            pending is None
+            or pending.pool_uid != pool.uid
+            or pending.expires_at <= self._state.now()
+        ):
+            return html_page(400, "Login expired", "<p>Start the login again.</p>")
+        user = pool.users.get(form.get("username", ""))
+        if user is None or not secrets.compare_digest(user.password, form.get("password", "")):
+            client = pool.clients[pending.client_id]
+            return _login_form(pool, client, request_id, 401, "Wrong username or password.")
+        del self._requests[request_id]
+        pending.sub = user.sub
+        pending.expires_at = self._state.now() + _CODE_TTL
+        code = secrets.token_urlsafe(24)
+        self._codes[code] = pending
+        params = {"code": code}
+        if pending.state:
+            params["state"] = pending.state
+        return redirect(add_query(pending.redirect_uri, params))
+
+    def _client_auth(self, pool: UserPool, request: Request, form: dict[str, str]) -> Client:
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:]).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise _OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
+            client_id, _, secret = decoded.partition(":")
+        client = pool.clients.get(client_id or "")
+        if client is None:
+            raise _OAuthError("invalid_client", "unknown client", 401)
+        public = client.client_type in {"SINGLE_PAGE_APPLICATION", "MOBILE_APPLICATION"}
+        if secret is None and public:
+            return client
+        if not secrets.compare_digest(client.secret, secret or ""):
+            raise _OAuthError("invalid_client", "wrong client secret", 401)
+        return client
+
+    def _token(self, pool: UserPool, request: Request) -> Response:
+        form = request.form()
+        client = self._client_auth(pool, request, form)
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._redeem_code(pool, client, form)
+        if grant_type == "refresh_token":
+            session = self._refresh.get(form.get("refresh_token", ""))
+            if session is None or session.client_id != client.uid or session.pool_uid != pool.uid:
+                raise _OAuthError("invalid_grant", "unknown refresh token")
+            return self._tokens(pool, client, session.sub, session.scope, None)
+        if grant_type == "client_credentials":
+            scope = form.get("scope", "")
+            access = secrets.token_urlsafe(32)
+            self._access[access] = _Session(
+                pool.uid, client.uid, client.uid, scope, self._state.now() + _ACCESS_TTL
+            )
+            return json_response(
+                200,
+                {
+                    "access_token": access,
+                    "token_type": "Bearer",
+                    "expires_in": _ACCESS_TTL,
+                    "scope": scope,
+                },
+            )
+        raise _OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")
+
+    def _redeem_code(self, pool: UserPool, client: Client, form: dict[str, str]) -> Response:
+        grant = self._codes.pop(form.get("code", ""), None)
+        if grant is None or grant.expires_at <= self._state.now() or grant.sub is None:
+            raise _OAuthError("invalid_grant", "the code is unknown, used or expired")
+        if grant.client_id != client.uid or grant.redirect_uri != form.get("redirect_uri"):
+            raise _OAuthError("invalid_grant", "the code was issued to another client or URI")
+        if grant.code_challenge is not None:
+            verifier = form.get("code_verifier", "")
+            digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+            expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+            if not secrets.compare_digest(expected, grant.code_challenge):
+                raise _OAuthError("invalid_grant", "the PKCE code_verifier does not match")
+        elif client.client_type in {"SINGLE_PAGE_APPLICATION", "MOBILE_APPLICATION"}:
+            raise _OAuthError("invalid_request", "public clients must use PKCE")
+        return self._tokens(pool, client, grant.sub, grant.scope, grant.nonce)
+
+    def _tokens(
+        self, pool: UserPool, client: Client, sub: str, scope: str, nonce: str | None
+    ) -> Response:
+        now = self._state.now()
+        extra: dict[str, Any] = {"nonce": nonce} if nonce else {}
+        id_token = issue_id_token(
+            self._state,
+            pool,
+            sub,
+            client_id=client.uid,
+            ttl=client.id_token_lifetime,
+            extra_claims=extra,
+        )
+        access = secrets.token_urlsafe(32)
+        self._access[access] = _Session(pool.uid, client.uid, sub, scope, now + _ACCESS_TTL)
+        body: dict[str, Any] = {
+            "access_token": access,
+            "id_token": id_token,
+            "token_type": "Bearer",
+            "expires_in": _ACCESS_TTL,
+            "scope": scope,
+        }
+        refresh = secrets.token_urlsafe(32)
+        self._refresh[refresh] = _Session(pool.uid, client.uid, sub, scope, now + 30 * 86400)
+        body["refresh_token"] = refresh
+        return json_response(200, body)
+
+    def _userinfo(self, pool: UserPool, request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        session = self._access.get(token)
+        if (
+            session is None
+            or session.pool_uid != pool.uid
+            or session.expires_at <= self._state.now()
+        ):
+            raise _OAuthError("invalid_token", "unknown or expired access token", 401)
+        user: User | None = next((u for u in pool.users.values() if u.sub == session.sub), None)
+        info: dict[str, Any] = {"sub": session.sub}
+        if user is not None:
+            info["preferred_username"] = user.username
+            if user.email:
+                info.update(email=user.email, email_verified=True)
+            if user.name:
+                info["name"] = user.name
+        return json_response(200, info)
+
+    def _logout(self, pool: UserPool, request: Request) -> Response:
+        target = request.query_value("post_logout_redirect_uri")
+        allowed = {url for c in pool.clients.values() for url in c.allowed_logout_urls}
+        if target and target in allowed:
+            return redirect(target)
+        return html_page(200, "Signed out", "<p>You are signed out.</p>")
+
+
+def _discovery(issuer: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/keys",
+        "end_session_endpoint": f"{issuer}/logout",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "name", "nonce"],
+    }
+
+
+def _login_form(
+    pool: UserPool, client: Client, request_id: str, status: int, error: str
+) -> Response:
+    message = f"Sign in to {pool.name} to continue to {client.name}."
+    if error:
+        message = f"{error} {message}"
+    return form_page(
+        status,
+        "Sign in",
+        message,
+        f"{PREFIX}{pool.uid}/login",
+        {"authRequestId": request_id},
+        inputs=(("username", "text", "Username"), ("password", "password", "Password")),
+        buttons=(("", "", "Sign in"),),
+    )
