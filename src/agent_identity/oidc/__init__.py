@@ -1,0 +1,1 @@
+"""OIDC relying party: discovery, authorize URLs with PKCE, code exchange, id_token checks."""

@@ -1,0 +1,1 @@
+"""Durable storage backends: encrypted session files with atomic writes."""
