@@ -1,0 +1,1 @@
+"""Authorization: CheckPermission decisions, risk rules, LLM risk re-evaluation."""
