@@ -178,6 +178,9 @@ async def _login(
         "scope": "openid profile email",
         "state": "st-1",
         "nonce": "n-1",
+        # PKCE is required; tests that redeem the code pass their own challenge.
+        "code_challenge": _pkce()[1],
+        "code_challenge_method": "S256",
         **extra,
     }
     page = await http.get(discovery["authorization_endpoint"], params=params)
@@ -250,12 +253,18 @@ async def test_oidc_login_with_pkce_refresh_and_userinfo(
 async def test_oidc_id_token_is_a_valid_user_token(
     api: Api, sb: Sandbox, http: httpx.AsyncClient
 ) -> None:
-    redirect = await _login(sb, http)
+    verifier, challenge = _pkce()
+    redirect = await _login(sb, http, code_challenge=challenge, code_challenge_method="S256")
     code = parse_qs(urlsplit(redirect.headers["location"]).query)["code"][0]
     tokens = (
         await http.post(
             f"{sb.user_pool_issuer(POOL_UID)}/oauth/token",
-            data={"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK},
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": CALLBACK,
+                "code_verifier": verifier,
+            },
             auth=(CLIENT_UID, CLIENT_SECRET),
         )
     ).json()
@@ -285,10 +294,10 @@ async def test_oidc_wrong_password_and_bad_requests(sb: Sandbox, http: httpx.Asy
             "state": "s",
         },
     )
-    assert parse_qs(urlsplit(no_openid.headers["location"]).query) == {
-        "error": ["invalid_scope"],
-        "state": ["s"],
-    }
+    no_openid_query = parse_qs(urlsplit(no_openid.headers["location"]).query)
+    assert no_openid_query["error"] == ["invalid_scope"]
+    assert no_openid_query["state"] == ["s"]
+    assert no_openid_query["iss"] == [sb.user_pool_issuer(POOL_UID)]
     plain = await http.get(
         authorize,
         params={

@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from agent_identity.sandbox.keys import SigningKey, jwks, unverified_claims
+from agent_identity.sandbox.keys import SigningKey, jwks, unverified_claims, unverified_header
 from agent_identity.sandbox.state import SandboxState, UserPool, WorkloadPool
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "VerifiedToken",
     "issue_id_token",
     "mint_tip",
+    "rotate_user_pool_key",
     "verify_tip",
     "verify_user_token",
     "workload_pool_document",
@@ -106,7 +107,12 @@ def verify_user_token(state: SandboxState, token: str) -> VerifiedToken:
     iss = _issuer_of(token)
     for pool in state.user_pools.values():
         if state.user_pool_issuer(pool) == iss:
-            key = state.keys.user_pool(pool.uid)
+            kid = unverified_header(token).get("kid")
+            key = state.keys.user_pool_key(
+                pool.uid, kid if isinstance(kid, str) else None, state.now()
+            )
+            if key is None:
+                raise TokenError("the token is signed by an unknown or retired key")
             claims = _check(key, token, iss, list(pool.clients), state.now())
             return VerifiedToken(claims, "id_token", pool)
     return verify_tip(state, token)
@@ -201,6 +207,36 @@ def issue_id_token(
             claims["name"] = user.name
     claims.update(extra_claims or {})
     return state.keys.user_pool(pool.uid).sign(claims)
+
+
+def rotate_user_pool_key(
+    state: SandboxState,
+    user_pool: str,
+    *,
+    alg: str | None = None,
+    grace_seconds: float | None = 3600.0,
+) -> str:
+    """Give a user pool a new signing key (a new ``kid``), optionally switching algorithm.
+
+    Args:
+        state: The sandbox state.
+        user_pool: The pool's name or uid.
+        alg: ``RS256`` or ``ES256``; default: keep the pool's algorithm.
+        grace_seconds: How long the old key stays in the JWKS (and keeps verifying); None or
+            0 drops it at once, so a relying party that cached it sees only the new ``kid``.
+
+    Returns:
+        The new key's ``kid``.
+
+    Raises:
+        KeyError: No such user pool.
+        ValueError: ``alg`` is not supported.
+    """
+    pool = state.user_pool(user_pool)
+    if pool is None:
+        raise KeyError(f"no user pool named or with uid {user_pool!r}")
+    until = state.now() + grace_seconds if grace_seconds else None
+    return state.keys.rotate_user_pool(pool.uid, alg=alg, retire_until=until).kid
 
 
 def workload_pool_document(state: SandboxState, pool_id: str, tail: str) -> dict[str, Any] | None:

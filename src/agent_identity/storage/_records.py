@@ -1,0 +1,149 @@
+"""What the store keeps: session records, the views handed out, env bindings, snapshots.
+
+Records are immutable msgspec Structs with camelCase names on disk. Their ``repr()`` masks
+every token, so a record that ends up in a log line or a traceback leaks nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import msgspec
+
+from agent_identity.config import mask_secret
+
+__all__ = ["BindingMap", "SessionRecord", "SessionView", "Snapshot"]
+
+BindingMap = Mapping[str, Mapping[str, str]]
+"""Env bindings: ``{sessionKey: {provider: envVar}}``, exactly the spec's file shape."""
+
+
+class SessionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """One logged-in session, as stored (inside the encrypted ``sessions.json``).
+
+    Attributes:
+        session_key: The effective session key (``agent:main:main``, ...).
+        sub: The user's subject (OIDC ``sub``).
+        user_token: The OIDC id_token of the session (secret).
+        expires_at: When the user token expires, in epoch seconds (wall clock).
+        login_at: When the session was created, in epoch seconds (wall clock).
+        refresh_token: The OIDC refresh token, if any (secret; only the OIDC client reads it).
+        email: The ``email`` claim, if the token had one.
+        name: The ``name`` claim, if the token had one.
+    """
+
+    session_key: str
+    sub: str
+    user_token: str
+    expires_at: float
+    login_at: float
+    refresh_token: str | None = None
+    email: str | None = None
+    name: str | None = None
+
+    def __repr__(self) -> str:
+        refresh = "None" if self.refresh_token is None else repr(mask_secret(self.refresh_token))
+        return (
+            f"SessionRecord(session_key={self.session_key!r}, sub={self.sub!r}, "
+            f"user_token={mask_secret(self.user_token)!r}, expires_at={self.expires_at!r}, "
+            f"login_at={self.login_at!r}, refresh_token={refresh}, "
+            f"email={self.email!r}, name={self.name!r})"
+        )
+
+    def expired(self, now: float) -> bool:
+        """Whether the user token has expired at wall-clock time ``now`` (epoch seconds)."""
+        return self.expires_at <= now
+
+    def view(self) -> SessionView:
+        """The record without its refresh token (what readers of the store get)."""
+        return SessionView(
+            session_key=self.session_key,
+            sub=self.sub,
+            user_token=self.user_token,
+            expires_at=self.expires_at,
+            login_at=self.login_at,
+            has_refresh_token=self.refresh_token is not None,
+            email=self.email,
+            name=self.name,
+        )
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A session as readers see it: the user token, never the refresh token.
+
+    Attributes:
+        session_key: The effective session key.
+        sub: The user's subject.
+        user_token: The OIDC id_token (secret; masked in ``repr()``).
+        expires_at: When the user token expires, in epoch seconds.
+        login_at: When the session was created, in epoch seconds.
+        has_refresh_token: Whether a refresh token is stored for silent renewal.
+        email: The ``email`` claim, if any.
+        name: The ``name`` claim, if any.
+    """
+
+    session_key: str
+    sub: str
+    user_token: str
+    expires_at: float
+    login_at: float
+    has_refresh_token: bool
+    email: str | None = None
+    name: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionView(session_key={self.session_key!r}, sub={self.sub!r}, "
+            f"user_token={mask_secret(self.user_token)!r}, expires_at={self.expires_at!r}, "
+            f"login_at={self.login_at!r}, has_refresh_token={self.has_refresh_token!r}, "
+            f"email={self.email!r}, name={self.name!r})"
+        )
+
+
+def _empty_sessions() -> Mapping[str, SessionRecord]:
+    return MappingProxyType({})
+
+
+def _empty_bindings() -> BindingMap:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the store persists, at one instant.
+
+    A snapshot is what a backend loads and saves. The mappings are never mutated once a
+    snapshot is built (the store copies its state into a new one for every write), so a
+    writer can encode it in a thread while the store keeps changing its own state.
+
+    Attributes:
+        sessions: ``{sessionKey: record}``.
+        bindings: ``{sessionKey: {provider: envVar}}``.
+    """
+
+    sessions: Mapping[str, SessionRecord] = field(default_factory=_empty_sessions)
+    bindings: BindingMap = field(default_factory=_empty_bindings)
+
+    def __repr__(self) -> str:
+        return f"<Snapshot sessions={len(self.sessions)} bindings={len(self.bindings)}>"
+
+    def pruned(self, now: float) -> tuple[Snapshot, int]:
+        """Drop the sessions that have expired at ``now``.
+
+        Bindings are kept: they are the user's choice of env var names, which survive a
+        re-login; only a logout (delete) removes them.
+
+        Args:
+            now: Wall-clock time in epoch seconds.
+
+        Returns:
+            The snapshot without expired sessions (``self`` if none expired) and how many
+            sessions were dropped.
+        """
+        live = {key: record for key, record in self.sessions.items() if not record.expired(now)}
+        dropped = len(self.sessions) - len(live)
+        if not dropped:
+            return self, 0
+        return Snapshot(sessions=live, bindings=self.bindings), dropped
