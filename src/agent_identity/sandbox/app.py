@@ -5,8 +5,8 @@ count it, apply any injected fault, route ``(Version, Action)`` (404
 ``InvalidActionOrVersion``), check the signature for the Version's service, decode the params
 (JSON for ``id``, form or query for ``sts``), run the handler. Everything else is a page: TIP
 issuer discovery and JWKS, user pool OIDC, the demo OAuth2 provider, the 3LO callback, and the
-metadata endpoints. Any unexpected exception becomes a logged 500 ``InternalError`` envelope;
-the app keeps serving.
+metadata endpoints, and the LLM stand-in (``/v1/chat/completions``, ``/v1/messages``). Any
+unexpected exception becomes a logged 500 ``InternalError`` envelope; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from agent_identity.sandbox.envelope import (
     success_body,
 )
 from agent_identity.sandbox.faults import FaultRule, Faults
+from agent_identity.sandbox.llm import PATHS as LLM_PATHS
+from agent_identity.sandbox.llm import SandboxLlm
 from agent_identity.sandbox.metadata import MetadataSettings, handle_metadata
 from agent_identity.sandbox.oauth_demo import PREFIX as DEMO_PREFIX
 from agent_identity.sandbox.oauth_demo import DemoOAuthProvider
@@ -131,6 +133,7 @@ class SandboxApp:
         self.requests = RequestLog()
         self.demo = DemoOAuthProvider(state)
         self.oidc = UserPoolOidc(state)
+        self.llm = SandboxLlm()
         self.handlers = default_handlers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,6 +172,9 @@ class SandboxApp:
         try:
             if request.path == "/":
                 return self._api(request, action)
+            if request.path in LLM_PATHS:
+                # The only async page: the LLM stand-in may be told to answer slowly.
+                return await self.llm.handle(request)
             return self._page(request)
         except Exception:
             logger.exception(
@@ -287,6 +293,7 @@ class SandboxApp:
                 "RegionUrl": f"{base}/latest/region_id",
                 "CredentialsUrl": f"{base}/latest/credentials",
             },
+            "Llm": {"Endpoint": f"{base}/v1", "Paths": sorted(LLM_PATHS)},
         }
 
 

@@ -23,6 +23,7 @@ from hypercorn.typing import ASGIFramework
 
 from agent_identity.sandbox.app import RequestLog, SandboxApp
 from agent_identity.sandbox.faults import Faults
+from agent_identity.sandbox.llm import LlmSettings
 from agent_identity.sandbox.metadata import CREDENTIALS_PATH, REGION_PATH, MetadataSettings
 from agent_identity.sandbox.seed import Seed, SeedSource, load_seed
 from agent_identity.sandbox.state import SandboxState, UserPool
@@ -48,6 +49,7 @@ class Sandbox:
         faults: Fault injection, settable at run time.
         requests: Request counts: ``requests.count(action)``.
         metadata: What the metadata endpoints answer, settable at run time.
+        llm: The LLM stand-in's settings (mode, delay, keys, call count), settable at run time.
     """
 
     def __init__(self, app: SandboxApp, base_url: str) -> None:
@@ -74,6 +76,16 @@ class Sandbox:
     def metadata(self) -> MetadataSettings:
         """The metadata endpoints' answers."""
         return self.app.metadata
+
+    @property
+    def llm(self) -> LlmSettings:
+        """The LLM stand-in's settings (``/v1/chat/completions``, ``/v1/messages``)."""
+        return self.app.llm.settings
+
+    @property
+    def llm_endpoint(self) -> str:
+        """The ``llmRiskCheck.endpoint`` for the LLM stand-in (``{base_url}/v1``)."""
+        return f"{self.base_url}/v1"
 
     @property
     def access_key_id(self) -> str:
