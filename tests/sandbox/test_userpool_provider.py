@@ -295,3 +295,17 @@ async def test_rotation_errors(sb: Sandbox) -> None:
         rotate_user_pool_key(sb.state, "no-such-pool")
     with pytest.raises(ValueError, match="HS256"):
         rotate_user_pool_key(sb.state, POOL, alg="HS256")
+
+
+async def test_sandbox_rotate_user_pool_key_publishes_a_new_kid() -> None:
+    import httpx
+
+    from agent_identity.sandbox import open_sandbox
+
+    async with open_sandbox() as sb, httpx.AsyncClient() as http:
+        before = (await http.get(sb.user_pool_jwks_url("agent-identity-dev"))).json()["keys"]
+        kid = sb.rotate_user_pool_key("agent-identity-dev", alg="ES256", grace_seconds=None)
+        after = (await http.get(sb.user_pool_jwks_url("agent-identity-dev"))).json()["keys"]
+    assert [k["kid"] for k in after] == [kid]
+    assert after[0]["kty"] == "EC"
+    assert kid not in {k["kid"] for k in before}

@@ -27,7 +27,7 @@ from agent_identity.sandbox.llm import LlmSettings
 from agent_identity.sandbox.metadata import CREDENTIALS_PATH, REGION_PATH, MetadataSettings
 from agent_identity.sandbox.seed import Seed, SeedSource, load_seed
 from agent_identity.sandbox.state import SandboxState, UserPool
-from agent_identity.sandbox.tokens import issue_id_token
+from agent_identity.sandbox.tokens import issue_id_token, rotate_user_pool_key
 from agent_identity.sandbox.world import build_state
 from agent_identity.volcengine.verifier import DEFAULT_MAX_SKEW_SECONDS
 
@@ -150,6 +150,21 @@ class Sandbox:
             ttl=ttl,
             extra_claims=extra_claims,
         )
+
+    def rotate_user_pool_key(
+        self, user_pool: str, *, alg: str | None = None, grace_seconds: float | None = 3600.0
+    ) -> str:
+        """Rotate a user pool's signing key (the provider's key-rotation-on-demand).
+
+        Args:
+            user_pool: The pool's name or uid.
+            alg: ``RS256`` or ``ES256`` for the new key; the pool's current one when None.
+            grace_seconds: How long the old key stays in the JWKS; None drops it at once.
+
+        Returns:
+            The new key's ``kid``.
+        """
+        return rotate_user_pool_key(self.state, user_pool, alg=alg, grace_seconds=grace_seconds)
 
     def user_pool_issuer(self, user_pool: str) -> str:
         """The OIDC issuer of a user pool (by name or uid)."""
