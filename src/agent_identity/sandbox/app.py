@@ -5,8 +5,9 @@ count it, apply any injected fault, route ``(Version, Action)`` (404
 ``InvalidActionOrVersion``), check the signature for the Version's service, decode the params
 (JSON for ``id``, form or query for ``sts``), run the handler. Everything else is a page: TIP
 issuer discovery and JWKS, user pool OIDC, the demo OAuth2 provider, the 3LO callback, and the
-metadata endpoints, and the LLM stand-in (``/v1/chat/completions``, ``/v1/messages``). Any
-unexpected exception becomes a logged 500 ``InternalError`` envelope; the app keeps serving.
+metadata endpoints, the LLM stand-in (``/v1/chat/completions``, ``/v1/messages``) and the Feishu
+stand-in (``/open-apis/``). Any unexpected exception becomes a logged 500 ``InternalError``
+envelope; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from agent_identity.sandbox.envelope import (
     success_body,
 )
 from agent_identity.sandbox.faults import FaultRule, Faults
+from agent_identity.sandbox.feishu import DEV_APP_ID as FEISHU_DEV_APP_ID
+from agent_identity.sandbox.feishu import PREFIX as FEISHU_PREFIX
+from agent_identity.sandbox.feishu import FeishuSandbox
 from agent_identity.sandbox.llm import PATHS as LLM_PATHS
 from agent_identity.sandbox.llm import SandboxLlm
 from agent_identity.sandbox.metadata import MetadataSettings, handle_metadata
@@ -134,6 +138,7 @@ class SandboxApp:
         self.demo = DemoOAuthProvider(state)
         self.oidc = UserPoolOidc(state)
         self.llm = SandboxLlm()
+        self.feishu = FeishuSandbox()
         self.handlers = default_handlers()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -175,6 +180,8 @@ class SandboxApp:
             if request.path in LLM_PATHS:
                 # The only async page: the LLM stand-in may be told to answer slowly.
                 return await self.llm.handle(request)
+            if request.path.startswith(FEISHU_PREFIX):
+                return await self.feishu.handle(request)
             return self._page(request)
         except Exception:
             logger.exception(
@@ -294,6 +301,7 @@ class SandboxApp:
                 "CredentialsUrl": f"{base}/latest/credentials",
             },
             "Llm": {"Endpoint": f"{base}/v1", "Paths": sorted(LLM_PATHS)},
+            "Feishu": {"Domain": base, "AppId": FEISHU_DEV_APP_ID},
         }
 
 

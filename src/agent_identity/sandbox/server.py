@@ -23,6 +23,7 @@ from hypercorn.typing import ASGIFramework
 
 from agent_identity.sandbox.app import RequestLog, SandboxApp
 from agent_identity.sandbox.faults import Faults
+from agent_identity.sandbox.feishu import FeishuSandbox
 from agent_identity.sandbox.llm import LlmSettings
 from agent_identity.sandbox.metadata import CREDENTIALS_PATH, REGION_PATH, MetadataSettings
 from agent_identity.sandbox.seed import Seed, SeedSource, load_seed
@@ -50,6 +51,7 @@ class Sandbox:
         requests: Request counts: ``requests.count(action)``.
         metadata: What the metadata endpoints answer, settable at run time.
         llm: The LLM stand-in's settings (mode, delay, keys, call count), settable at run time.
+        feishu: The Feishu stand-in (apps, faults, sent messages), settable at run time.
     """
 
     def __init__(self, app: SandboxApp, base_url: str) -> None:
@@ -86,6 +88,11 @@ class Sandbox:
     def llm_endpoint(self) -> str:
         """The ``llmRiskCheck.endpoint`` for the LLM stand-in (``{base_url}/v1``)."""
         return f"{self.base_url}/v1"
+
+    @property
+    def feishu(self) -> FeishuSandbox:
+        """The Feishu stand-in (``/open-apis/``); ``channels.feishu.domain`` is ``base_url``."""
+        return self.app.feishu
 
     @property
     def access_key_id(self) -> str:
