@@ -6,8 +6,6 @@ timeout, logout), flow inference and ``--flow`` overrides.
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +22,7 @@ from agent_identity.actors.vault_types import (
     FetchResult,
     FetchStatus,
 )
-from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox import Sandbox
 from agent_identity.sandbox.app import ID_VERSION
 from agent_identity.sandbox.state import ApiKeyProvider
 from agent_identity.volcengine import IdentityClient
@@ -33,42 +31,12 @@ from .vault_support import (
     APP_CALLBACK,
     Running,
     consent,
-    identity_client,
-    mint_tip,
     running_vault,
 )
 
 KEY = "agent:main:telegram:direct:alice"
 OTHER = "agent:main:telegram:direct:bob"
 OPENAI_KEY = "sk-sandbox-openai-0000000000000000"
-
-
-@pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with open_sandbox(rng=random.Random(20261129)) as sandbox:  # noqa: S311 - fault rates
-        yield sandbox
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def client(sb: Sandbox, http: httpx.AsyncClient) -> IdentityClient:
-    return identity_client(http, sb.base_url, sb)
-
-
-@pytest.fixture
-async def tip(client: IdentityClient, sb: Sandbox) -> str:
-    return await mint_tip(client, sb, "alice")
-
-
-@pytest.fixture
-async def vault(client: IdentityClient) -> AsyncIterator[Running]:
-    async with running_vault(client) as running:
-        yield running
 
 
 # ------------------------------------------------------------------- API key and M2M

@@ -71,7 +71,7 @@ def _check(ledger: Ledger, session: str, overlay: dict[str, str]) -> None:
 
 
 async def scenario(seed: int, *, sessions: int = 50, calls: int = 400) -> Ledger:
-    rng = random.Random(seed)  # noqa: S311 - interleavings, not secrets
+    rng = random.Random(seed)
     keys = [f"agent:main:telegram:direct:user{i:02d}" for i in range(sessions)]
     ledger = Ledger()
     async with (

@@ -9,8 +9,6 @@ and repr, and in the text of every exception a failing call produced.
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -24,13 +22,12 @@ from agent_identity.actors.vault_messages import (
 )
 from agent_identity.actors.vault_types import FetchStatus
 from agent_identity.kernel import ActorStopped, Reply
-from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox import Sandbox
 from agent_identity.volcengine import IdentityClient
 
 from .vault_support import (
     APP_CALLBACK,
     consent,
-    identity_client,
     leaked,
     mint_tip,
     record_texts,
@@ -38,23 +35,6 @@ from .vault_support import (
 )
 
 KEY = "agent:main:discord:direct:alice"
-
-
-@pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with open_sandbox(rng=random.Random(20261129)) as sandbox:  # noqa: S311 - fault rates
-        yield sandbox
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def client(sb: Sandbox, http: httpx.AsyncClient) -> IdentityClient:
-    return identity_client(http, sb.base_url, sb)
 
 
 async def test_no_secret_in_logs_results_or_errors(

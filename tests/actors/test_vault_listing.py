@@ -6,48 +6,14 @@ prefix filter, ``get-role`` masked vs ``--show-secrets`` and the role keys' env 
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
-
 from agent_identity.actors.vault_leases import role_env_names
 from agent_identity.actors.vault_types import MASK, FetchFlow
-from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox import Sandbox
 from agent_identity.volcengine import IdentityClient
 
-from .vault_support import Running, identity_client, mint_tip, running_vault
+from .vault_support import Running, running_vault
 
 KEY = "agent:main:feishu:direct:alice"
-
-
-@pytest.fixture
-async def sb() -> AsyncIterator[Sandbox]:
-    async with open_sandbox(rng=random.Random(20261129)) as sandbox:  # noqa: S311 - fault rates
-        yield sandbox
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def client(sb: Sandbox, http: httpx.AsyncClient) -> IdentityClient:
-    return identity_client(http, sb.base_url, sb)
-
-
-@pytest.fixture
-async def tip(client: IdentityClient, sb: Sandbox) -> str:
-    return await mint_tip(client, sb, "alice")
-
-
-@pytest.fixture
-async def vault(client: IdentityClient) -> AsyncIterator[Running]:
-    async with running_vault(client) as running:
-        yield running
 
 
 # --------------------------------------------------------------------------------- list

@@ -59,7 +59,7 @@ def identity_client(
         endpoint=endpoint,
         credentials=static_credentials(creds),
         retry=RETRY,
-        rng=random.Random(7),  # noqa: S311 - jitter
+        rng=random.Random(7),
         sleep=no_sleep,
     )
 

@@ -52,7 +52,7 @@ class ManualClock:
 
 @pytest.fixture
 async def sb() -> AsyncIterator[Sandbox]:
-    async with open_sandbox(rng=random.Random(20261129)) as sandbox:  # noqa: S311 - fault rates
+    async with open_sandbox(rng=random.Random(20261129)) as sandbox:
         yield sandbox
 
 
@@ -70,7 +70,7 @@ def identity_client(
         endpoint=endpoint or sb.base_url,
         credentials=static_credentials(SigningCredentials(sb.access_key_id, sb.secret_access_key)),
         retry=RETRY,
-        rng=random.Random(7),  # noqa: S311 - jitter
+        rng=random.Random(7),
         sleep=no_sleep,
     )
 

@@ -47,7 +47,7 @@ FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, max_re
 
 @pytest.fixture
 async def sb() -> AsyncIterator[Sandbox]:
-    async with open_sandbox(rng=random.Random(5)) as sandbox:  # noqa: S311 - fault rates
+    async with open_sandbox(rng=random.Random(5)) as sandbox:
         yield sandbox
 
 

@@ -15,7 +15,7 @@ from .helpers import Api
 
 @pytest.fixture
 async def sb() -> AsyncIterator[Sandbox]:
-    rng = random.Random(20261129)  # noqa: S311 - fault rates, not secrets
+    rng = random.Random(20261129)
     async with open_sandbox(rng=rng) as sandbox:
         yield sandbox
 

@@ -90,10 +90,10 @@ async def test_count_expiry(api: Api, sb: Sandbox) -> None:
 
 
 async def test_rate_follows_the_seeded_random(api: Api, sb: Sandbox) -> None:
-    sb.faults.rng = random.Random(7)  # noqa: S311
+    sb.faults.rng = random.Random(7)
     sb.faults.add("GetWorkloadIdentity", rate=0.5)
     outcomes = [(await api.send("GetWorkloadIdentity", WHO)).status_code for _ in range(12)]
-    replay = random.Random(7)  # noqa: S311
+    replay = random.Random(7)
     expected = [503 if replay.random() < 0.5 else 200 for _ in range(12)]
     assert outcomes == expected
     assert 0 < outcomes.count(503) < 12

@@ -85,7 +85,7 @@ class ForkServer:
 
 
 def test_sigkill_at_random_moments_never_loses_an_acknowledged_session(tmp_path: Path) -> None:
-    rng = random.Random(20261129)  # noqa: S311 - kill timing, not secrets
+    rng = random.Random(20261129)
     data_dir = tmp_path / "identity"
     stderr_path = tmp_path / "writer-stderr.txt"
     acknowledged: set[str] = set()

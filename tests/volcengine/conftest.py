@@ -47,7 +47,7 @@ def leak_watch(
 
 @pytest.fixture
 async def sb(leak_watch: LeakWatch) -> AsyncIterator[Sandbox]:
-    rng = random.Random(20261129)  # noqa: S311 - fault rates, not secrets
+    rng = random.Random(20261129)
     async with open_sandbox(rng=rng) as sandbox:
         leak_watch.sandboxes.append(sandbox)
         yield sandbox
@@ -83,6 +83,6 @@ def client(
         endpoint=sb.base_url,
         credentials=static_credentials(root),
         retry=FAST_RETRY,
-        rng=random.Random(7),  # noqa: S311 - jitter
+        rng=random.Random(7),
         sleep=sleeps,
     )

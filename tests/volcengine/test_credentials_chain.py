@@ -379,7 +379,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def timed_sb(clock: FakeClock, leak_watch: LeakWatch) -> AsyncIterator[Sandbox]:
     # One clock for the sandbox (expiry, X-Date checks) and the chain (signing, refresh).
-    async with open_sandbox(clock=clock.time, rng=random.Random(3)) as sandbox:  # noqa: S311
+    async with open_sandbox(clock=clock.time, rng=random.Random(3)) as sandbox:
         leak_watch.sandboxes.append(sandbox)
         yield sandbox
 

@@ -49,10 +49,10 @@ def test_full_jitter_spans_zero_to_the_bound() -> None:
 
 def test_jitter_is_deterministic_with_a_seeded_random() -> None:
     policy = RetryPolicy(base_delay=0.25, max_delay=4.0)
-    first = [policy.delay(n, random.Random(42)) for n in (1, 2, 3)]  # noqa: S311
-    again = [policy.delay(n, random.Random(42)) for n in (1, 2, 3)]  # noqa: S311
+    first = [policy.delay(n, random.Random(42)) for n in (1, 2, 3)]
+    again = [policy.delay(n, random.Random(42)) for n in (1, 2, 3)]
     assert first == again
-    rng = random.Random(1)  # noqa: S311
+    rng = random.Random(1)
     for retry in (1, 2, 3):
         for _ in range(200):
             assert 0.0 <= policy.delay(retry, rng) <= policy.backoff_bound(retry)

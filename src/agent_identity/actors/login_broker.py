@@ -25,7 +25,6 @@ Secrets (``nonce``, ``code_verifier``) never appear in a ``repr``.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import secrets
 from collections import deque
@@ -35,7 +34,7 @@ from typing import ClassVar, assert_never
 
 import trio
 
-from agent_identity.kernel import Actor, ActorStopped, Address, ChildSpec, MailboxFull, Request
+from agent_identity.kernel import Actor, Address, Request, Ticker
 
 __all__ = [
     "DEFAULT_LOGIN_TTL",
@@ -403,44 +402,13 @@ class LoginBrokerClient:
 # --------------------------------------------------------------------------- sweeper
 
 
-class LoginSweeper:
-    """Sends :class:`Sweep` to a broker every ``interval`` seconds; a sibling child.
+class LoginSweeper(Ticker[LoginBrokerMsg]):
+    """A :class:`Ticker` (a sibling child) that sends :class:`Sweep` to a login broker.
 
-    A full or stopped broker mailbox skips that tick (the next message sweeps anyway).
-
-    Args:
-        address: The broker's address.
-        interval: Seconds between ticks, on Trio's clock.
+    A full or stopped mailbox skips that tick (the next message sweeps anyway).
     """
 
     def __init__(
         self, address: Address[LoginBrokerMsg], *, interval: float = DEFAULT_SWEEP_INTERVAL
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be > 0, got {interval}")
-        self._address = address
-        self.interval = interval
-        self._stop = trio.Event()
-        self.ticks = 0
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Tick until :meth:`request_stop`."""
-        self._stop = trio.Event()
-        task_status.started()
-        deadline = trio.current_time() + self.interval
-        while True:
-            with trio.move_on_at(deadline):
-                await self._stop.wait()
-                return
-            deadline += self.interval
-            self.ticks += 1
-            with contextlib.suppress(MailboxFull, ActorStopped):
-                self._address.try_tell(Sweep())
-
-    def request_stop(self) -> None:
-        """Stop ticking (sync, idempotent)."""
-        self._stop.set()
-
-    def child_spec(self, id: str = "login_sweeper") -> ChildSpec:  # noqa: A002 - OTP name
-        """A spec that runs the sweeper under a supervisor."""
-        return ChildSpec.for_service(id, self, shutdown=1.0)
+        super().__init__(address, Sweep, interval=interval, name="login_sweeper")

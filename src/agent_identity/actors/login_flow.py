@@ -41,7 +41,7 @@ import trio
 
 from agent_identity.actors.login_broker import LoginBrokerClient, LoginRefused, RefusalReason
 from agent_identity.actors.session_store import SessionStoreClient
-from agent_identity.kernel import ActorStopped, DeadlineExceeded
+from agent_identity.kernel import ActorStopped, DeadlineExceeded, EventFanout
 from agent_identity.oidc import (
     OidcClient,
     OidcError,
@@ -65,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds the ``acquire_tip`` hook may take before it is abandoned.
 DEFAULT_TIP_HOOK_TIMEOUT = 15.0
-_EVENT_BUFFER = 64
 
 
 class LoginFailure(enum.StrEnum):
@@ -151,42 +150,15 @@ class LoginSucceeded:
 AcquireTip = Callable[[SessionRecord], Awaitable[object]]
 
 
-class LoginEvents:
+class LoginEvents(EventFanout[LoginSucceeded]):
     """Fan-out of :class:`LoginSucceeded` to subscribers, never blocking the publisher.
 
     Each subscriber gets its own bounded memory channel; when it is full or closed the event
-    is dropped for that subscriber (and logged), so a slow listener cannot stall logins.
+    is dropped for that subscriber (and counted), so a slow listener cannot stall logins.
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[trio.MemorySendChannel[LoginSucceeded]] = []
-        self.dropped = 0
-
-    def subscribe(self, buffer: int = _EVENT_BUFFER) -> trio.MemoryReceiveChannel[LoginSucceeded]:
-        """A new receive channel that gets every later event; close it to unsubscribe."""
-        send, receive = trio.open_memory_channel[LoginSucceeded](buffer)
-        self._subscribers.append(send)
-        return receive
-
-    def publish(self, event: LoginSucceeded) -> None:
-        """Offer the event to every subscriber (sync; drops for full or gone ones)."""
-        alive: list[trio.MemorySendChannel[LoginSucceeded]] = []
-        for send in self._subscribers:
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                self.dropped += 1
-                logger.warning("a login event subscriber is full; event dropped")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                send.close()
-                continue
-            alive.append(send)
-        self._subscribers = alive
-
-    @property
-    def subscribers(self) -> int:
-        """How many subscribers are attached."""
-        return len(self._subscribers)
+        super().__init__("login", logger=logger)
 
 
 class LoginFlow:

@@ -14,9 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import trio
-
-from agent_identity.kernel import ActorStatistics
+from agent_identity.kernel import ActorStatistics, EventFanout
 
 __all__ = [
     "MASK",
@@ -45,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 #: What a secret is replaced with in results that do not show secrets.
 MASK = "***"
-_EVENT_BUFFER = 64
 _SHOWN_KEY_CHARS = 4
 
 
@@ -364,7 +361,7 @@ class CredentialFlowFailed:
 VaultEvent = CredentialAdded | CredentialFlowFailed
 
 
-class VaultEvents:
+class VaultEvents(EventFanout[VaultEvent]):
     """Fan-out of :data:`VaultEvent` to subscribers, never blocking the publisher.
 
     Each subscriber gets its own bounded memory channel; when it is full or closed the event
@@ -372,34 +369,7 @@ class VaultEvents:
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[trio.MemorySendChannel[VaultEvent]] = []
-        self.dropped = 0
-
-    def subscribe(self, buffer: int = _EVENT_BUFFER) -> trio.MemoryReceiveChannel[VaultEvent]:
-        """A new receive channel that gets every later event; close it to unsubscribe."""
-        send, receive = trio.open_memory_channel[VaultEvent](buffer)
-        self._subscribers.append(send)
-        return receive
-
-    def publish(self, event: VaultEvent) -> None:
-        """Offer the event to every subscriber (sync; drops for full or gone ones)."""
-        alive: list[trio.MemorySendChannel[VaultEvent]] = []
-        for send in self._subscribers:
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                self.dropped += 1
-                logger.warning("a credential event subscriber is full; event dropped")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                send.close()
-                continue
-            alive.append(send)
-        self._subscribers = alive
-
-    @property
-    def subscribers(self) -> int:
-        """How many subscribers are attached."""
-        return len(self._subscribers)
+        super().__init__("credential", logger=logger)
 
 
 @dataclass(frozen=True, slots=True)

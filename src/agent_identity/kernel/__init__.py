@@ -5,7 +5,9 @@ Everything here is mechanism for the layers above (``actors``, ``transports``,
 :class:`Address` and talk to it with ``tell`` / ``try_tell`` / ``ask``; requests
 carry a one-shot :class:`Reply` and the caller's deadline; a :class:`Supervisor`
 starts children in order, restarts them by strategy within an intensity and
-escalates beyond it; a :class:`KeyedSupervisor` runs one actor per key; and
+escalates beyond it; a :class:`KeyedSupervisor` runs one actor per key; a
+:class:`Ticker` sends an actor a message on a period and an :class:`EventFanout`
+offers events to subscribers without blocking; and
 :func:`serve_until_signalled` / :func:`run_main` turn signals into a graceful
 shutdown. The design follows the style anchors (section 2) of the project notes.
 """
@@ -20,6 +22,7 @@ from agent_identity.kernel._errors import (
     SupervisorGaveUp,
     TooManyChildren,
 )
+from agent_identity.kernel._fanout import DEFAULT_EVENT_BUFFER, EventFanout
 from agent_identity.kernel._keyed import KeyedSupervisor, KeyedSupervisorStatistics
 from agent_identity.kernel._mailbox import Address
 from agent_identity.kernel._reply import Reply, Request
@@ -32,8 +35,10 @@ from agent_identity.kernel._shutdown import (
 )
 from agent_identity.kernel._spec import INFINITE, ChildSpec, Restart, Service, StartFn, Strategy
 from agent_identity.kernel._supervisor import ChildStatistics, Supervisor, SupervisorStatistics
+from agent_identity.kernel._ticker import Ticker
 
 __all__ = [
+    "DEFAULT_EVENT_BUFFER",
     "EXIT_INTERRUPTED",
     "INFINITE",
     "Actor",
@@ -44,6 +49,7 @@ __all__ = [
     "ChildStartFailed",
     "ChildStatistics",
     "DeadlineExceeded",
+    "EventFanout",
     "KernelError",
     "KeyedSupervisor",
     "KeyedSupervisorStatistics",
@@ -59,6 +65,7 @@ __all__ = [
     "Supervisor",
     "SupervisorGaveUp",
     "SupervisorStatistics",
+    "Ticker",
     "TooManyChildren",
     "run_main",
     "serve_until_signalled",
