@@ -1,0 +1,158 @@
+"""The user side of a mint: a session's user token, and its renewal with the refresh token.
+
+The TIP refresher reads the session's user token (an OIDC id_token) from the session store.
+When that token is about to expire, or the control plane refuses it, and the session has a
+refresh token, :class:`SessionTokens` renews it through the OIDC client and writes the renewed
+record back through the store (which keeps the rotated refresh token, encrypted). Only the
+refresher's single flight of a session ever renews it, so a rotating refresh token is never
+spent twice by this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol, final
+
+import trio
+
+from agent_identity.actors.session_store_messages import SessionStoreClient
+from agent_identity.kernel import KernelError
+from agent_identity.oidc import OidcError, TokenSet
+from agent_identity.storage import SessionRecord, SessionView
+
+__all__ = ["RenewFailed", "SessionTokens", "UserTokenRenewer", "token_fingerprint"]
+
+# OIDC failures after which the refresh token is useless: the user must log in again.
+_FINAL_REASONS = frozenset({"invalid_grant", "id_token_subject_changed"})
+
+
+class UserTokenRenewer(Protocol):
+    """Renews a user token with a refresh token; :class:`~agent_identity.oidc.OidcClient` is one."""
+
+    async def refresh(self, refresh_token: str, *, expected_sub: str | None = None) -> TokenSet:
+        """Redeem ``refresh_token``; refuse an ID token for another user than ``expected_sub``.
+
+        Raises:
+            OidcError: The provider refused (``invalid_grant``: log in again) or failed.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RenewFailed:
+    """A renewal that did not produce a new user token."""
+
+    #: Why, for people (never a token).
+    reason: str
+    #: Whether no later attempt can succeed (no or a spent refresh token): a logout.
+    final: bool
+
+
+def token_fingerprint(token: str) -> str:
+    """A short digest of a token, to recognise it later without keeping it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+
+
+@final
+class SessionTokens:
+    """Reads user tokens from the session store and renews them.
+
+    Args:
+        sessions: The session store client.
+        renewer: The OIDC client; None when refresh tokens cannot be used.
+    """
+
+    __slots__ = ("_renewer", "_sessions", "renewals")
+
+    def __init__(self, sessions: SessionStoreClient, renewer: UserTokenRenewer | None) -> None:
+        self._sessions = sessions
+        self._renewer = renewer
+        #: Successful renewals, over the object's lifetime.
+        self.renewals = 0
+
+    def __repr__(self) -> str:
+        return f"<SessionTokens renewer={self._renewer is not None}>"
+
+    @property
+    def can_renew(self) -> bool:
+        """Whether an OIDC client is available for renewals."""
+        return self._renewer is not None
+
+    async def get(self, key: str) -> SessionView | None:
+        """The live session of ``key``, or None.
+
+        Raises:
+            KernelError: The session store is not running or missed the deadline.
+        """
+        return await self._sessions.get(key)
+
+    async def renew(self, view: SessionView) -> SessionView | RenewFailed:
+        """Renew the session's user token with its refresh token and store the result.
+
+        Args:
+            view: The session as read from the store.
+
+        Returns:
+            The renewed session, or why it could not be renewed.
+        """
+        renewer = self._renewer
+        if renewer is None or not view.has_refresh_token:
+            await trio.lowlevel.checkpoint()
+            return RenewFailed("the session has no refresh token to renew its user token", True)
+        try:
+            refresh_token = await self._sessions.get_refresh_token(view.session_key)
+        except KernelError:
+            await trio.lowlevel.checkpoint()  # the failed call may not have been one
+            return RenewFailed("the session store is not available", False)
+        if refresh_token is None:
+            return RenewFailed("the session ended while its user token was being renewed", True)
+        try:
+            tokens = await renewer.refresh(refresh_token, expected_sub=view.sub)
+        except OidcError as exc:
+            await trio.lowlevel.checkpoint()  # the failed call may not have been one
+            final = exc.reason_code in _FINAL_REASONS
+            return RenewFailed(f"renewing the user token failed: {exc.message}", final)
+        claims = tokens.claims
+        record = SessionRecord(
+            session_key=view.session_key,
+            sub=view.sub,
+            user_token=tokens.id_token if claims is not None and tokens.id_token else "",
+            expires_at=float(claims.exp) if claims is not None else view.expires_at,
+            login_at=view.login_at,
+            refresh_token=tokens.refresh_token,
+            email=(claims.email if claims is not None else None) or view.email,
+            name=(claims.name if claims is not None else None) or view.name,
+        )
+        if not record.user_token:
+            # The provider rotated the refresh token but issued no ID token: keep the rotated
+            # refresh token with the old user token, which cannot be renewed this way.
+            await self._put(record_with(view, refresh_token=tokens.refresh_token))
+            return RenewFailed("the identity provider issued no new ID token", True)
+        failed = await self._put(record)
+        if failed is not None:
+            return failed
+        self.renewals += 1
+        return record.view()
+
+    async def _put(self, record: SessionRecord) -> RenewFailed | None:
+        try:
+            await self._sessions.put(record)
+        except KernelError:
+            await trio.lowlevel.checkpoint()  # the failed call may not have been one
+            return RenewFailed("the session store is not available to keep the renewal", False)
+        return None
+
+
+def record_with(view: SessionView, *, refresh_token: str | None) -> SessionRecord:
+    """The stored record of ``view`` with another refresh token."""
+    return SessionRecord(
+        session_key=view.session_key,
+        sub=view.sub,
+        user_token=view.user_token,
+        expires_at=view.expires_at,
+        login_at=view.login_at,
+        refresh_token=refresh_token,
+        email=view.email,
+        name=view.name,
+    )
