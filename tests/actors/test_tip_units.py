@@ -97,7 +97,7 @@ def test_policy_serves_only_with_a_margin() -> None:
     ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must"):
         RefreshPolicy(**kwargs)  # type: ignore[arg-type]
 
 
