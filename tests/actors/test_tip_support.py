@@ -233,7 +233,9 @@ async def open_env() -> AsyncIterator[Env]:
         try:
             yield env
         finally:
-            for refresher in env.refreshers:
-                await refresher.stop()
-            await store.stop()
+            # Stop the actors gracefully even when the test is being cancelled, but never hang.
+            with trio.move_on_after(10, shield=True):
+                for refresher in env.refreshers:
+                    await refresher.stop()
+                await store.stop()
             nursery.cancel_scope.cancel()
