@@ -84,7 +84,7 @@ from agent_identity.actors.vault_types import (
     VaultEvents,
     VaultStatistics,
 )
-from agent_identity.kernel import Actor, ActorStopped, DeadlineExceeded, Reply
+from agent_identity.kernel import Actor, ActorStopped, DeadlineExceeded, Reply, StatusRelay
 from agent_identity.volcengine.identity import IdentityClient
 
 __all__ = [
@@ -103,21 +103,6 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20
 #: Control-plane / store calls served at once; more wait (outside the mailbox).
 DEFAULT_MAX_CONCURRENT_CALLS = 32
-
-
-@final
-class _ReadyRelay:
-    """The ``task_status`` given to :meth:`Actor.run`: forwards readiness to a callback."""
-
-    __slots__ = ("_on_ready",)
-
-    def __init__(self, on_ready: Callable[[], None]) -> None:
-        self._on_ready = on_ready
-
-    def started(self, value: None = None) -> None:
-        """Report that the mailbox loop is ready."""
-        del value
-        self._on_ready()
 
 
 @final
@@ -194,13 +179,13 @@ class CredentialVault(Actor[VaultMsg]):
         if self.statistics().running:
             raise RuntimeError(f"actor {self.name!r} is already running")
 
-        def ready() -> None:
+        def ready(_value: object) -> None:
             task_status.started()
 
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
-                await super().run(task_status=_ReadyRelay(ready))
+                await super().run(task_status=StatusRelay(ready))
             finally:
                 # Flows and calls end with the run; the kernel already answered their
                 # callers (ActorStopped) when the mailbox loop ended.

@@ -63,7 +63,7 @@ from agent_identity.actors.session_store_messages import (
     StopFlush,
     UnsetBinding,
 )
-from agent_identity.kernel import Actor, ActorStopped, MailboxFull, Reply
+from agent_identity.kernel import Actor, ActorStopped, MailboxFull, Reply, StatusRelay
 from agent_identity.storage import SessionBackend, SessionRecord, SessionView, Snapshot
 
 __all__ = ["SessionStore", "SessionStoreClient", "SessionStoreStatistics"]
@@ -128,25 +128,6 @@ class _Run:
 
 
 @final
-class _ReadyRelay:
-    """The ``task_status`` given to :meth:`Actor.run`: forwards readiness to a callback.
-
-    The callback calls the real ``task_status.started()`` inside :meth:`SessionStore.run`,
-    where it visibly belongs.
-    """
-
-    __slots__ = ("_on_ready",)
-
-    def __init__(self, on_ready: Callable[[], None]) -> None:
-        self._on_ready = on_ready
-
-    def started(self, value: None = None) -> None:
-        """Report that the mailbox loop is ready."""
-        del value
-        self._on_ready()
-
-
-@final
 class SessionStore(Actor[SessionStoreMsg]):
     """The session store actor; see the module docstring.
 
@@ -200,12 +181,12 @@ class SessionStore(Actor[SessionStoreMsg]):
         self._state = state
         self._stopping = False
 
-        def ready() -> None:
+        def ready(_value: object) -> None:
             task_status.started()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write_loop, state)
-            await super().run(task_status=_ReadyRelay(ready))
+            await super().run(task_status=StatusRelay(ready))
             # Normally StopFlush already waited; this covers a stop that could not queue it.
             await self._settled(state)
             nursery.cancel_scope.cancel()

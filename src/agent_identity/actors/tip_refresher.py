@@ -100,7 +100,7 @@ from agent_identity.actors.tip_state import (
 )
 from agent_identity.authz.tip_claims import TipClaimsError, decode_tip_claims
 from agent_identity.config import IdentityConfig
-from agent_identity.kernel import Actor, KernelError, Reply
+from agent_identity.kernel import Actor, KernelError, Reply, StatusRelay
 from agent_identity.storage import SessionView
 from agent_identity.volcengine import VolcengineError
 
@@ -123,21 +123,6 @@ logger = logging.getLogger("agent_identity.tip")
 DEFAULT_MAX_BACKGROUND_MINTS = 8
 #: The longest a flight may take (Trio seconds) before its askers get ``unavailable``.
 DEFAULT_MINT_TIMEOUT = 120.0
-
-
-@final
-class _ReadyRelay:
-    """The ``task_status`` given to :meth:`Actor.run`: forwards readiness to a callback."""
-
-    __slots__ = ("_on_ready",)
-
-    def __init__(self, on_ready: Callable[[], None]) -> None:
-        self._on_ready = on_ready
-
-    def started(self, value: None = None) -> None:
-        """Report that the mailbox loop is ready."""
-        del value
-        self._on_ready()
 
 
 @final
@@ -215,13 +200,13 @@ class TipRefresher(Actor[TipRefresherMsg]):
         if self.statistics().running:
             raise RuntimeError(f"actor {self.name!r} is already running")
 
-        def ready() -> None:
+        def ready(_value: object) -> None:
             task_status.started()
 
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
-                await super().run(task_status=_ReadyRelay(ready))
+                await super().run(task_status=StatusRelay(ready))
             finally:
                 # Flights and the timer end with the run; waiting callers were already
                 # answered (ActorStopped) by the kernel when the mailbox loop ended.

@@ -13,6 +13,7 @@ shutdown. The design follows the style anchors (section 2) of the project notes.
 """
 
 from agent_identity.kernel._actor import Actor, ActorStatistics
+from agent_identity.kernel._child import StatusRelay
 from agent_identity.kernel._errors import (
     ActorStopped,
     ChildStartFailed,
@@ -61,6 +62,7 @@ __all__ = [
     "ShutdownResult",
     "SignalSource",
     "StartFn",
+    "StatusRelay",
     "Strategy",
     "Supervisor",
     "SupervisorGaveUp",
