@@ -16,6 +16,7 @@ import trio
 import trio.lowlevel
 
 from agent_identity.actors.tip_mint import IdentityTipMinter
+from agent_identity.actors.tip_refresher import TipRefresher
 from agent_identity.config import IdentityConfig
 
 from .test_tip_support import CREATE, MINT, Env, claims_of, no_tip, open_env, tip
@@ -329,12 +330,19 @@ def _all_tasks(root: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
     return found
 
 
+def _runs_refresher(task: trio.lowlevel.Task) -> bool:
+    frame = getattr(task.coro, "cr_frame", None)
+    owner = frame.f_locals.get("self") if frame is not None else None
+    return task.name.endswith(".run") and isinstance(owner, TipRefresher)
+
+
 def _refresher_tasks() -> list[str]:
     """The names of the tasks under the refresher's own ``run`` task."""
     root = trio.lowlevel.current_root_task()
     assert root is not None
     everything = _all_tasks(root)
-    [run] = [task for task in everything if task.name.endswith("TipRefresher.run")]
+    # The run method is inherited (NurseryActor.run), so find it by the actor it runs.
+    [run] = [task for task in everything if _runs_refresher(task)]
     return [task.name for task in _all_tasks(run)]
 
 

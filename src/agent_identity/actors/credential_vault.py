@@ -84,7 +84,7 @@ from agent_identity.actors.vault_types import (
     VaultEvents,
     VaultStatistics,
 )
-from agent_identity.kernel import Actor, ActorStopped, DeadlineExceeded, Reply, StatusRelay
+from agent_identity.kernel import ActorStopped, DeadlineExceeded, NurseryActor, Reply
 from agent_identity.volcengine.identity import IdentityClient
 
 __all__ = [
@@ -106,7 +106,7 @@ DEFAULT_MAX_CONCURRENT_CALLS = 32
 
 
 @final
-class CredentialVault(Actor[VaultMsg]):
+class CredentialVault(NurseryActor[VaultMsg]):
     """The credential vault actor; see the module docstring.
 
     Talk to it through ``CredentialVaultClient(vault.address)`` (or :attr:`client`).
@@ -163,34 +163,11 @@ class CredentialVault(Actor[VaultMsg]):
         self._max_calls = max_concurrent_calls
         self._counters = VaultCounters()
         self._state: VaultState | None = None
-        self._nursery: trio.Nursery | None = None
 
     @property
     def client(self) -> CredentialVaultClient:
         """A typed client of this vault."""
         return CredentialVaultClient(self.address)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the mailbox with the background tasks (flows, calls, lease sweep) beside it.
-
-        Raises:
-            RuntimeError: The vault is already running.
-        """
-        if self.statistics().running:
-            raise RuntimeError(f"actor {self.name!r} is already running")
-
-        def ready(_value: object) -> None:
-            task_status.started()
-
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await super().run(task_status=StatusRelay(ready))
-            finally:
-                # Flows and calls end with the run; the kernel already answered their
-                # callers (ActorStopped) when the mailbox loop ended.
-                self._nursery = None
-                nursery.cancel_scope.cancel()
 
     async def on_start(self) -> None:
         """Start every run empty: credentials are in memory only."""

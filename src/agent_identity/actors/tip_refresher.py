@@ -100,7 +100,7 @@ from agent_identity.actors.tip_state import (
 )
 from agent_identity.authz.tip_claims import TipClaimsError, decode_tip_claims
 from agent_identity.config import IdentityConfig
-from agent_identity.kernel import Actor, KernelError, Reply, StatusRelay
+from agent_identity.kernel import KernelError, NurseryActor, Reply
 from agent_identity.storage import SessionView
 from agent_identity.volcengine import VolcengineError
 
@@ -126,7 +126,7 @@ DEFAULT_MINT_TIMEOUT = 120.0
 
 
 @final
-class TipRefresher(Actor[TipRefresherMsg]):
+class TipRefresher(NurseryActor[TipRefresherMsg]):
     """The TIP refresher actor; see the module docstring.
 
     Talk to it through ``TipRefresherClient(refresher.address)`` (or :attr:`client`).
@@ -172,7 +172,6 @@ class TipRefresher(Actor[TipRefresherMsg]):
         self._max_background = max_background_mints
         self._mint_timeout = mint_timeout
         self._state: RunState | None = None
-        self._nursery: trio.Nursery | None = None
         self._timer_tasks = 0
         self._hits = 0
         self._misses = 0
@@ -190,28 +189,6 @@ class TipRefresher(Actor[TipRefresherMsg]):
     def policy(self) -> RefreshPolicy:
         """The refresh policy."""
         return self._policy
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the mailbox with the timer task and the flights beside it.
-
-        Raises:
-            RuntimeError: The refresher is already running.
-        """
-        if self.statistics().running:
-            raise RuntimeError(f"actor {self.name!r} is already running")
-
-        def ready(_value: object) -> None:
-            task_status.started()
-
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await super().run(task_status=StatusRelay(ready))
-            finally:
-                # Flights and the timer end with the run; waiting callers were already
-                # answered (ActorStopped) by the kernel when the mailbox loop ended.
-                self._nursery = None
-                nursery.cancel_scope.cancel()
 
     async def on_start(self) -> None:
         """Start every run with an empty cache (TIPs are in memory only) and the timer task."""

@@ -26,6 +26,7 @@ from agent_identity.kernel._errors import (
 from agent_identity.kernel._fanout import DEFAULT_EVENT_BUFFER, EventFanout
 from agent_identity.kernel._keyed import KeyedSupervisor, KeyedSupervisorStatistics
 from agent_identity.kernel._mailbox import Address
+from agent_identity.kernel._nursery_actor import NurseryActor
 from agent_identity.kernel._reply import Reply, Request
 from agent_identity.kernel._shutdown import (
     EXIT_INTERRUPTED,
@@ -55,6 +56,7 @@ __all__ = [
     "KeyedSupervisor",
     "KeyedSupervisorStatistics",
     "MailboxFull",
+    "NurseryActor",
     "Reply",
     "Request",
     "Restart",
