@@ -10,7 +10,9 @@ flow and the ASGI callback app (``None`` when no ``userpool`` is configured), an
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import httpx
 
@@ -23,9 +25,11 @@ from agent_identity.actors.vault_messages import CredentialVaultClient
 from agent_identity.actors.vault_types import VaultStatistics
 from agent_identity.authz import PermissionChecker, RiskEvaluator
 from agent_identity.config import PluginConfig
+from agent_identity.host.deps import HostDeps
+from agent_identity.host.senders import SenderDirectory
 from agent_identity.kernel import ActorStatistics, SupervisorStatistics
 from agent_identity.notify import Notifier, NotifierStatistics, NotifyContext, SendStatus
-from agent_identity.system.login import LazyLoginFlow
+from agent_identity.system.login import LazyLoginFlow, LazyOidc
 from agent_identity.system.services import Services
 from agent_identity.system.tree import IdentityTree
 from agent_identity.transports.callback import CallbackApp
@@ -113,7 +117,7 @@ class SystemStatistics:
     oidc_opened: bool | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """A running identity system; see the module docstring.
 
@@ -126,6 +130,9 @@ class Identity:
             listeners).
         asgi_app: The OIDC callback app bound to the login flow (None without ``userpool``).
         listener: The login listener that sends follow-ups.
+        oidc: The lazily opened OIDC client (None without ``userpool``).
+        environ: The environment the system was started with.
+        senders: sessionKey → sender, recorded by ``before_dispatch``.
     """
 
     plugin: PluginConfig
@@ -135,6 +142,28 @@ class Identity:
     login_events: LoginEvents
     asgi_app: CallbackApp | None
     listener: LoginListener
+    oidc: LazyOidc | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    senders: SenderDirectory = field(default_factory=SenderDirectory)
+
+    @cached_property
+    def deps(self) -> HostDeps:
+        """What the host handlers (hooks, commands, tools, gateway methods) work with."""
+        return HostDeps(
+            plugin=self.plugin,
+            sessions=self.sessions,
+            tips=self.tips,
+            vault=self.vault,
+            approvals=self.approvals,
+            permission=self.permission,
+            risk=self.risk,
+            notifier=self.notifier,
+            login=self.login_flow,
+            id_tokens=self.oidc,
+            senders=self.senders,
+            environ=self.environ,
+            statistics=self.statistics,
+        )
 
     @property
     def sessions(self) -> SessionStoreClient:

@@ -33,7 +33,7 @@ from agent_identity.actors.login_flow import (
 )
 from agent_identity.actors.session_store_messages import SessionStoreClient
 from agent_identity.config import UserPoolConfig
-from agent_identity.oidc import OidcClient, OidcError, TokenSet, open_oidc_client
+from agent_identity.oidc import IdTokenClaims, OidcClient, OidcError, TokenSet, open_oidc_client
 from agent_identity.volcengine.identity import IdentityClient
 
 __all__ = ["LazyLoginFlow", "LazyOidc"]
@@ -93,6 +93,15 @@ class LazyOidc:
         """
         client = await self.get()
         return await client.refresh(refresh_token, expected_sub=expected_sub)
+
+    async def validate_id_token(self, token: str, *, nonce: str | None = None) -> IdTokenClaims:
+        """Verify an id token of the user pool with the (lazily opened) client.
+
+        Raises:
+            OidcError: The client could not be opened, or the token is invalid.
+        """
+        client = await self.get()
+        return await client.validate_id_token(token, nonce=nonce)
 
 
 class LazyLoginFlow:

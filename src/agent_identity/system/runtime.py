@@ -140,6 +140,8 @@ async def open_identity(
                     login_events=events,
                     asgi_app=None if login_flow is None else CallbackApp(login_flow),
                     listener=listener,
+                    oidc=oidc,
+                    environ=env_map,
                 )
             except Exception as exc:  # noqa: BLE001 - re-raised below as itself, not in a group
                 body_error = exc
