@@ -1,0 +1,158 @@
+"""A running identity system against the sandbox, for the host handler tests.
+
+``stack`` starts the sandbox on loopback, a hypercorn callback server and ``open_identity``
+with a config pointing at both; ``stack.login(key)`` logs the seeded user in through the
+provider's real HTML form, like a person with a browser. Tests get the handler dependencies
+from ``stack.deps`` (real actors, real HTTP, real Cedar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from agent_identity.config import PluginConfig, parse_plugin_config
+from agent_identity.host.deps import HostDeps
+from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox.browser import submit_login_form
+from agent_identity.system import Identity, open_identity
+from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+
+POOL = "agent-identity-dev"
+CLIENT_NAME = "openclaw-gateway"
+MAIN = "agent:main:main"
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class LateApp:
+    """The callback server's app, forwarding to the system's once it runs."""
+
+    app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert self.app is not None, "no system is running"
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class Stack:
+    """The sandbox, a browser, and a running system (see the module docstring)."""
+
+    sb: Sandbox
+    browser: httpx.AsyncClient
+    ident: Identity
+    data_dir: Path
+
+    @property
+    def deps(self) -> HostDeps:
+        """The host handler dependencies of the running system."""
+        return self.ident.deps
+
+    async def login(
+        self,
+        session_key: str = MAIN,
+        *,
+        username: str = "alice",
+        password: str = "alice-password",  # noqa: S107 - the seed's demo password
+        context: dict[str, str] | None = None,
+    ) -> None:
+        """Log ``username`` in under the *effective* ``session_key`` through the real form."""
+        assert self.ident.login_flow is not None
+        url = await self.ident.login_flow.start_login(session_key, context=context)
+        page = await submit_login_form(self.browser, url, username=username, password=password)
+        assert page.status_code == 200, page.text
+        assert await self.ident.sessions.get(session_key) is not None
+
+
+def sandbox_config(sb: Sandbox, callback_url: str, data_dir: Path, **sections: Any) -> PluginConfig:
+    """A plugin config for the sandbox; ``identity=``/``authz=``/… dicts are merged in."""
+    pool = sb.state.user_pool(POOL)
+    assert pool is not None
+    client_id, client = next((u, c) for u, c in pool.clients.items() if c.name == CLIENT_NAME)
+    if callback_url not in client.allowed_callback_urls:
+        client.allowed_callback_urls.append(callback_url)
+    raw: dict[str, Any] = {
+        "identity": {
+            "endpoint": sb.base_url,
+            "accessKeyId": sb.access_key_id,
+            "secretAccessKey": sb.secret_access_key,
+        },
+        "userpool": {
+            "discoveryUrl": sb.user_pool_discovery_url(POOL),
+            "clientId": client_id,
+            "clientSecret": client.secret,
+            "callbackUrl": callback_url,
+            "scope": "openid profile email",
+        },
+        "dataDir": str(data_dir),
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **value}
+        else:
+            raw[name] = value
+    return parse_plugin_config(raw)
+
+
+class StackOpener:
+    """Opens running systems on one sandbox: ``async with open_stack(authz={...}) as stack:``."""
+
+    def __init__(
+        self, sb: Sandbox, browser: httpx.AsyncClient, late: LateApp, callback_url: str, tmp: Path
+    ) -> None:
+        self._sb = sb
+        self._browser = browser
+        self._late = late
+        self._callback_url = callback_url
+        self._tmp = tmp
+        self._count = 0
+
+    @asynccontextmanager
+    async def __call__(
+        self, *, environ: dict[str, str] | None = None, **sections: Any
+    ) -> AsyncIterator[Stack]:
+        """Run a system with the config sections merged in (``identity=``, ``authz=`` …)."""
+        self._count += 1
+        data_dir = self._tmp / f"identity-{self._count}"
+        config = sandbox_config(self._sb, self._callback_url, data_dir, **sections)
+        async with open_identity(config, environ={} if environ is None else environ) as ident:
+            self._late.app = ident.asgi_app
+            yield Stack(self._sb, self._browser, ident, data_dir)
+
+
+@pytest.fixture
+async def open_stack(tmp_path: Path) -> AsyncIterator[StackOpener]:
+    """A sandbox, a browser and a callback server; call it to run systems against them."""
+    async with (
+        open_sandbox() as sb,
+        httpx.AsyncClient(timeout=10) as browser,
+        trio.open_nursery() as nursery,
+    ):
+        late = LateApp()
+        base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
+        yield StackOpener(sb, browser, late, f"{base}{CALLBACK_PATH}", tmp_path)
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def stack(open_stack: StackOpener) -> AsyncIterator[Stack]:
+    """A running system with the default config (no authz checks)."""
+    async with open_stack() as running:
+        yield running
