@@ -22,6 +22,7 @@ from agent_identity.config import PluginConfig, parse_plugin_config
 from agent_identity.host.deps import HostDeps
 from agent_identity.sandbox import Sandbox, open_sandbox
 from agent_identity.sandbox.browser import submit_login_form
+from agent_identity.sandbox.devconfig import dev_plugin_config
 from agent_identity.system import Identity, open_identity
 from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
 
@@ -82,33 +83,10 @@ class Stack:
 
 
 def sandbox_config(sb: Sandbox, callback_url: str, data_dir: Path, **sections: Any) -> PluginConfig:
-    """A plugin config for the sandbox; ``identity=``/``authz=``/… dicts are merged in."""
-    pool = sb.state.user_pool(POOL)
-    assert pool is not None
-    client_id, client = next((u, c) for u, c in pool.clients.items() if c.name == CLIENT_NAME)
-    if callback_url not in client.allowed_callback_urls:
-        client.allowed_callback_urls.append(callback_url)
-    raw: dict[str, Any] = {
-        "identity": {
-            "endpoint": sb.base_url,
-            "accessKeyId": sb.access_key_id,
-            "secretAccessKey": sb.secret_access_key,
-        },
-        "userpool": {
-            "discoveryUrl": sb.user_pool_discovery_url(POOL),
-            "clientId": client_id,
-            "clientSecret": client.secret,
-            "callbackUrl": callback_url,
-            "scope": "openid profile email",
-        },
-        "dataDir": str(data_dir),
-    }
-    for name, value in sections.items():
-        if isinstance(value, dict) and isinstance(raw.get(name), dict):
-            raw[name] = {**raw[name], **value}
-        else:
-            raw[name] = value
-    return parse_plugin_config(raw)
+    """The ``agent-identity dev`` config for the sandbox; ``identity=``/``authz=``/… merged in."""
+    return parse_plugin_config(
+        dev_plugin_config(sb, callback_url=callback_url, data_dir=data_dir, overrides=sections)
+    )
 
 
 class StackOpener:
