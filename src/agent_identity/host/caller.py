@@ -137,10 +137,17 @@ def caller_for_tool(
     ctx: ToolContext, *, senders: SenderDirectory, personal_session_mode: bool
 ) -> Caller:
     """The caller of an ``identity_*`` tool (from the tool factory's trusted context)."""
-    channel = ctx.message_channel or (
-        ctx.delivery_context.channel if ctx.delivery_context is not None else None
-    )
+    delivery = ctx.delivery_context
+    channel = ctx.message_channel or (delivery.channel if delivery is not None else None)
     host_key, sender, surface = _resolve(ctx.session_key, ctx.requester_sender_id, channel, senders)
+    # The delivery context is the conversation the tool runs in: follow-ups go back there.
+    notify = NotifyContext(
+        channel=surface,
+        sender_id=sender,
+        to=_text(delivery.to) if delivery is not None else None,
+        account_id=(_text(delivery.account_id) if delivery is not None else None)
+        or _text(ctx.agent_account_id),
+    )
     return Caller(
         session_key=effective_key(
             host_key, sender_id=sender, channel=surface, personal_session_mode=personal_session_mode
@@ -150,6 +157,7 @@ def caller_for_tool(
         channel=surface,
         agent_id=_text(ctx.agent_id),
         operator=bool(ctx.sender_is_owner),
+        notify=notify,
         kind="tool",
     )
 

@@ -26,6 +26,7 @@ from agent_identity.actors.vault_types import VaultStatistics
 from agent_identity.authz import PermissionChecker, RiskEvaluator
 from agent_identity.config import PluginConfig
 from agent_identity.host.deps import HostDeps
+from agent_identity.host.ops_credentials import CredentialFollowups
 from agent_identity.host.senders import SenderDirectory
 from agent_identity.kernel import ActorStatistics, SupervisorStatistics
 from agent_identity.notify import Notifier, NotifierStatistics, NotifyContext, SendStatus
@@ -130,6 +131,7 @@ class Identity:
             listeners).
         asgi_app: The OIDC callback app bound to the login flow (None without ``userpool``).
         listener: The login listener that sends follow-ups.
+        followups: Sends "credential added" follow-ups when a 3LO flow completes.
         oidc: The lazily opened OIDC client (None without ``userpool``).
         environ: The environment the system was started with.
         senders: sessionKey → sender, recorded by ``before_dispatch``.
@@ -142,6 +144,7 @@ class Identity:
     login_events: LoginEvents
     asgi_app: CallbackApp | None
     listener: LoginListener
+    followups: CredentialFollowups
     oidc: LazyOidc | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
     senders: SenderDirectory = field(default_factory=SenderDirectory)

@@ -37,6 +37,7 @@ import trio
 
 from agent_identity.actors.login_flow import AcquireTip, LoginEvents, LoginSucceeded
 from agent_identity.config import FeishuChannel, LoadedConfig, PluginConfig
+from agent_identity.host.ops_credentials import CredentialFollowups
 from agent_identity.storage import SessionRecord
 from agent_identity.system.identity import Identity, LoginListener
 from agent_identity.system.login import LazyLoginFlow, LazyOidc
@@ -131,6 +132,8 @@ async def open_identity(
         async with trio.open_nursery() as nursery:
             await nursery.start(tree.root.run)
             nursery.start_soon(_notify_logins, listener, events.subscribe())
+            followups = CredentialFollowups(services.notifier)
+            nursery.start_soon(followups.run, tree.credential_vault.events.subscribe())
             try:
                 yield Identity(
                     plugin=parts.plugin,
@@ -140,6 +143,7 @@ async def open_identity(
                     login_events=events,
                     asgi_app=None if login_flow is None else CallbackApp(login_flow),
                     listener=listener,
+                    followups=followups,
                     oidc=oidc,
                     environ=env_map,
                 )
