@@ -217,7 +217,8 @@ async def test_expired_sessions_are_never_returned_and_pruned_before_save(
 ) -> None:
     store = await start(nursery, file_backend(data_dir, clock), clock)
     client = store.client
-    await client.put(record("short", expires_in=60))
+    # Without a refresh token an expired session is dead (renewable ones: test_..._renewal).
+    await client.put(record("short", expires_in=60, refresh=False))
     await client.put(record("long"))
     clock.now += 120
     assert await client.get("short") is None
@@ -236,7 +237,8 @@ async def test_expired_sessions_are_pruned_on_load(
 ) -> None:
     first = file_backend(data_dir, clock)
     await first.load()
-    await first.save(Snapshot(sessions={"old": record("old", expires_in=5), "new": record("new")}))
+    dead = record("old", expires_in=5, refresh=False)
+    await first.save(Snapshot(sessions={"old": dead, "new": record("new")}))
     clock.now += 10
     store = await start(nursery, file_backend(data_dir, clock), clock)
     assert [v.session_key for v in await store.client.list()] == ["new"]

@@ -273,7 +273,7 @@ async def test_login_whose_tip_refresh_fails_is_an_error(stack: Stack) -> None:
     stack.sb.faults.add("GetWorkloadAccessTokenForJWT", status=403, code="AccessDenied")
     with pytest.raises(OperationError) as failed:
         await tool(stack, "identity_login")
-    assert failed.value.code == "no_tip"
+    assert failed.value.code == "tip_unavailable"
     assert failed.value.message.startswith("No TIP is available right now")
 
 

@@ -150,7 +150,7 @@ async def test_get_tip_token_errors(stack: Stack) -> None:
     denied = stack.sb.faults.add("GetWorkloadAccessTokenForJWT", status=403, code="AccessDenied")
     with pytest.raises(OperationError) as unavailable:
         await tool(stack, "identity_get_tip_token")
-    assert unavailable.value.code == "no_tip"
+    assert unavailable.value.code == "tip_unavailable"
 
     stack.sb.faults.remove(denied)
     stack.sb.faults.add(
@@ -158,7 +158,7 @@ async def test_get_tip_token_errors(stack: Stack) -> None:
     )
     with pytest.raises(OperationError) as expired:
         await tool(stack, "identity_get_tip_token")
-    assert expired.value.code == "not_logged_in"
+    assert expired.value.code == "logged_out"
     assert "expired or was revoked" in expired.value.message
 
 

@@ -408,9 +408,9 @@ async def test_an_empty_plaintext_file_is_migrated(data_dir: Path, clock: WallCl
 async def test_expired_sessions_are_pruned_on_load(data_dir: Path, clock: WallClock) -> None:
     store = backend(data_dir, clock)
     await store.load()
-    await store.save(
-        Snapshot(sessions={"short": record("short", expires_in=60), "long": record("long")})
-    )
+    # Without a refresh token an expired session is dead (a renewable one is kept).
+    dead = record("short", expires_in=60, refresh=False)
+    await store.save(Snapshot(sessions={"short": dead, "long": record("long")}))
     clock.advance(120)
     fresh = backend(data_dir, clock)
     loaded = await fresh.load()
@@ -424,9 +424,8 @@ async def test_expired_sessions_are_pruned_on_save(data_dir: Path, clock: WallCl
     store = backend(data_dir, clock)
     await store.load()
     clock.advance(120)
-    await store.save(
-        Snapshot(sessions={"short": record("short", expires_in=60), "long": record("long")})
-    )
+    dead = record("short", expires_in=60, refresh=False)
+    await store.save(Snapshot(sessions={"short": dead, "long": record("long")}))
     assert set(decrypt_sessions(data_dir, KEY)) == {"long"}
     assert store.statistics().pruned == 1
 
@@ -458,10 +457,11 @@ async def test_unsafe_key_file_refuses_to_load(data_dir: Path, clock: WallClock)
 
 
 async def test_memory_backend_keeps_the_last_snapshot_without_expired(clock: WallClock) -> None:
-    store = MemoryBackend(Snapshot(sessions={"a": record("a", expires_in=10)}), now=clock)
+    dead = record("a", expires_in=10, refresh=False)
+    store = MemoryBackend(Snapshot(sessions={"a": dead}), now=clock)
     assert set((await store.load()).sessions) == {"a"}
     clock.advance(20)
-    await store.save(Snapshot(sessions={"a": record("a", expires_in=10)}))
+    await store.save(Snapshot(sessions={"a": dead}))
     assert dict(store.snapshot.sessions) == {}
     assert store.saves == 1
     assert "MemoryBackend" in repr(store)

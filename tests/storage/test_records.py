@@ -36,7 +36,7 @@ def test_expiry_is_inclusive() -> None:
 
 def test_pruned_drops_expired_sessions_and_keeps_bindings() -> None:
     snap = Snapshot(
-        sessions={"old": record("old", expires_in=1), "new": record("new")},
+        sessions={"old": record("old", expires_in=1, refresh=False), "new": record("new")},
         bindings={"old": {"google": "GOOGLE_TOKEN"}},
     )
     pruned, dropped = snap.pruned(T0 + 5)

@@ -32,8 +32,13 @@ it, which reloads from disk); the callers still waiting get
 graceful stop (``request_stop``) handles the queued messages, waits for the last write and
 answers everyone before :meth:`SessionStore.run` returns.
 
-Expired sessions are dropped by the backend on load, from memory before each write, and are
-never returned by reads.
+Expiry (see :mod:`agent_identity.storage._records`): a session whose user token has expired
+is never returned by ``get`` and ``list``, but while its refresh token may still renew it
+(:meth:`~agent_identity.storage.SessionRecord.renewable`) it is kept, on disk too, and the
+TIP refresher can read it with ``get(key, renewable=True)`` and its refresh token with
+``get_refresh_token``. That is how a gateway that was down longer than an id token lives
+renews its sessions silently on restart. Dead sessions (expired and no longer renewable) are
+dropped by the backend on load, from memory before each write, and are never returned.
 """
 
 from __future__ import annotations
@@ -96,8 +101,14 @@ class _Run:
         self.writing = False
 
     def live(self, key: str, now: float) -> SessionRecord | None:
+        """The session of ``key`` if its user token is still valid."""
         record = self.sessions.get(key)
         return None if record is None or record.expired(now) else record
+
+    def kept(self, key: str, now: float) -> SessionRecord | None:
+        """The session of ``key`` if it is live or still renewable (i.e. not dead)."""
+        record = self.sessions.get(key)
+        return None if record is None or record.prunable(now) else record
 
     def changed_by(self, reply: Reply[T], value: T) -> None:
         """Record one applied change; answer ``reply`` once it is durable."""
@@ -113,9 +124,9 @@ class _Run:
             self.acks.append((self.version, functools.partial(reply.set, value)))
 
     def take_snapshot(self, now: float) -> tuple[int, Snapshot]:
-        """Drop expired sessions, then copy the state for a write (synchronous on purpose)."""
-        expired = [key for key, record in self.sessions.items() if record.expired(now)]
-        for key in expired:
+        """Drop dead sessions, then copy the state for a write (synchronous on purpose)."""
+        dead = [key for key, record in self.sessions.items() if record.prunable(now)]
+        for key in dead:
             del self.sessions[key]
         return self.version, Snapshot(sessions=dict(self.sessions), bindings=dict(self.bindings))
 
@@ -208,6 +219,9 @@ class SessionStore(Actor[SessionStoreMsg]):
         return SessionStoreStatistics(
             actor=self.statistics(),
             sessions=sum(not record.expired(now) for record in state.sessions.values()),
+            renewable_sessions=sum(
+                record.expired(now) and record.renewable(now) for record in state.sessions.values()
+            ),
             bound_sessions=len(state.bindings),
             changes=state.version,
             durable_changes=state.durable,
@@ -233,11 +247,12 @@ class SessionStore(Actor[SessionStoreMsg]):
     def _apply(self, state: _Run, msg: SessionStoreMsg) -> None:
         now = self._now()
         match msg:
-            case GetSession(reply=reply, key=key):
-                record = state.live(key, now)
+            case GetSession(reply=reply, key=key, renewable=renewable):
+                record = state.kept(key, now) if renewable else state.live(key, now)
                 reply.set(None if record is None else record.view())
             case GetRefreshToken(reply=reply, key=key):
-                record = state.live(key, now)
+                # Not only live sessions: renewing an expired user token is what it is for.
+                record = state.kept(key, now)
                 reply.set(None if record is None else record.refresh_token)
             case ListSessions(reply=reply):
                 reply.set(_views(state.sessions.values(), now))
@@ -270,7 +285,8 @@ class SessionStore(Actor[SessionStoreMsg]):
     def _delete(state: _Run, reply: Reply[bool], key: str, now: float) -> None:
         removed = state.sessions.pop(key, None)
         unbound = state.bindings.pop(key, None)
-        live = removed is not None and not removed.expired(now)
+        # Logging out of a session that was only waiting for its renewal is a logout too.
+        live = removed is not None and not removed.prunable(now)
         if removed is None and unbound is None:
             state.unchanged(reply, live)
         else:

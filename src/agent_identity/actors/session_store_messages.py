@@ -38,6 +38,8 @@ class SessionStoreStatistics:
     actor: ActorStatistics
     #: Sessions held in memory that have not expired.
     sessions: int
+    #: Expired sessions kept because a refresh token may still renew them.
+    renewable_sessions: int
     #: Sessions with at least one env binding.
     bound_sessions: int
     #: Changes applied in memory during the current run.
@@ -58,14 +60,18 @@ class SessionStoreStatistics:
 
 @dataclass(frozen=True, slots=True)
 class GetSession(Request[SessionView | None]):
-    """The live session of ``key`` (without its refresh token), or ``None``."""
+    """The live session of ``key`` (without its refresh token), or ``None``.
+
+    With ``renewable``, also an expired session that a refresh token may still renew.
+    """
 
     key: str
+    renewable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class GetRefreshToken(Request[str | None]):
-    """The refresh token of the live session of ``key`` (for the OIDC client only)."""
+    """The refresh token of the live or renewable session of ``key`` (for renewals only)."""
 
     key: str
 
@@ -166,15 +172,28 @@ class SessionStoreClient:
     def __repr__(self) -> str:
         return f"<SessionStoreClient of {self._address.name!r}>"
 
-    async def get(self, key: str) -> SessionView | None:
-        """Return the live session of ``key`` without its refresh token, or ``None``."""
-        return await self._address.ask(GetSession, key)
+    async def get(self, key: str, *, renewable: bool = False) -> SessionView | None:
+        """Return the session of ``key`` without its refresh token, or ``None``.
+
+        Args:
+            key: The effective session key.
+            renewable: Also return a session whose user token has expired but whose refresh
+                token may still renew it (check :meth:`SessionView.expired`). For the
+                renewal path of the TIP refresher; everyone else wants a usable user token
+                and leaves it False.
+
+        Returns:
+            The live session (or, with ``renewable``, the renewable one), else ``None``.
+        """
+        return await self._address.ask(GetSession, key, renewable)
 
     async def get_refresh_token(self, key: str) -> str | None:
-        """Return the refresh token of the live session of ``key``, if it has one.
+        """Return the refresh token of the session of ``key``, if it has one.
 
-        For the OIDC client's silent renewal only: nothing else should ever see a refresh
-        token (the spec never returns it to users, tools or other processes).
+        Answers for live sessions and for expired ones that are still renewable (that is
+        when a renewal is needed most). For the OIDC client's silent renewal only: nothing
+        else should ever see a refresh token (the spec never returns it to users, tools or
+        other processes).
         """
         return await self._address.ask(GetRefreshToken, key)
 

@@ -80,12 +80,12 @@ class SessionTokens:
         return self._renewer is not None
 
     async def get(self, key: str) -> SessionView | None:
-        """The live session of ``key``, or None.
+        """The session of ``key`` (live, or expired but renewable with its refresh token), or None.
 
         Raises:
             KernelError: The session store is not running or missed the deadline.
         """
-        return await self._sessions.get(key)
+        return await self._sessions.get(key, renewable=True)
 
     async def renew(self, view: SessionView) -> SessionView | RenewFailed:
         """Renew the session's user token with its refresh token and store the result.

@@ -48,10 +48,9 @@ from agent_identity.host.contract import (
     UnsetBinding,
 )
 from agent_identity.host.deps import HostDeps
-from agent_identity.host.ops_roles import require_tip
+from agent_identity.host.ops_common import require_tip
 from agent_identity.host.outcome import CommandHandler, OperationError, Outcome, ToolHandler
 from agent_identity.notify import Notifier, NotifyContext, SendResult
-from agent_identity.notify.notifier import FEISHU
 
 __all__ = [
     "COMMANDS",
@@ -59,7 +58,6 @@ __all__ = [
     "CredentialFollowups",
     "fetch",
     "list_credentials",
-    "notify_context_fields",
     "set_binding",
     "unset_binding",
 ]
@@ -188,25 +186,6 @@ async def _list_tool(deps: HostDeps, caller: Caller, params: Mapping[str, Any]) 
 # ---------------------------------------------------------------- follow-ups
 
 
-def notify_context_fields(context: NotifyContext) -> dict[str, str]:
-    """A notify context as the vault's string ``context`` (what :meth:`from_command` reads)."""
-    fields = {
-        "channel": context.channel,
-        "senderId": context.sender_id,
-        "to": context.to,
-        "accountId": context.account_id,
-    }
-    return {key: value for key, value in fields.items() if value}
-
-
-def _pushes(deps: HostDeps, context: NotifyContext | None) -> bool:
-    """Whether a follow-up to ``context`` will really be delivered (Feishu, configured)."""
-    if context is None or (context.channel or "").lower() != FEISHU:
-        return False
-    # The notifier reports Feishu counters exactly when channels.feishu has credentials.
-    return deps.notifier.statistics().feishu is not None
-
-
 class CredentialFollowups:
     """Sends "✓ Credential for X added." when a 3LO flow a command started completes.
 
@@ -318,7 +297,7 @@ async def fetch(
         scopes=scopes,
         return_value=return_value,
         # Handed back in the vault's CredentialAdded event when a 3LO flow completes.
-        context=notify_context_fields(notify) if notify is not None else None,
+        context=notify.to_context() if notify is not None else None,
     )
     if result.status is FetchStatus.FAILED:
         code = result.failure.value if result.failure is not None else "fetch_failed"
@@ -326,7 +305,7 @@ async def fetch(
     if result.status is FetchStatus.STORED and notify is not None:
         sent = await deps.notifier.credential_added(notify, result.provider)
         logger.debug("credential follow-up for %s: %s", result.provider, sent.status)
-    return _fetch_outcome(result, pushed=_pushes(deps, notify), returned=return_value)
+    return _fetch_outcome(result, pushed=deps.notifier.can_push(notify), returned=return_value)
 
 
 async def _fetch_command(deps: HostDeps, caller: Caller, command: IdentityCommand) -> Outcome:

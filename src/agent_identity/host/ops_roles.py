@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agent_identity.actors.tip_messages import LoggedOut, NoTip
 from agent_identity.actors.vault_types import RoleCredentialsView, RoleProviderInfo
 from agent_identity.host.caller import Caller
 from agent_identity.host.contract import GetRole, IdentityCommand, ListRoles
 from agent_identity.host.deps import HostDeps
+from agent_identity.host.ops_common import require_tip
 from agent_identity.host.outcome import CommandHandler, OperationError, Outcome, ToolHandler
 
 __all__ = [
@@ -37,41 +37,7 @@ __all__ = [
     "list_roles",
     "list_roles_command",
     "list_roles_tool",
-    "require_tip",
 ]
-
-
-async def require_tip(deps: HostDeps, caller: Caller) -> str:
-    """The caller's TIP (from the cache, or minted now).
-
-    Args:
-        deps: The handler dependencies.
-        caller: Who calls; only its effective session key and agent id are used.
-
-    Returns:
-        The TIP (a secret: pass it to the vault, never show it).
-
-    Raises:
-        OperationError: ``not_logged_in`` (no session), ``logged_out`` (the login expired or
-            was revoked) or ``tip_unavailable`` (minting failed); each tells the user to run
-            ``/identity login``. The codes are those of the session operations.
-    """
-    outcome = await deps.tips.get_tip(caller.session_key, agent_id=caller.agent_id)
-    if not isinstance(outcome, NoTip):
-        return outcome.token
-    if isinstance(outcome, LoggedOut):
-        raise OperationError(
-            "Your login has expired or was revoked. Run /identity login to sign in again.",
-            code="logged_out",
-        )
-    if outcome.code == "no_session":
-        raise OperationError(
-            "You are not logged in. Run /identity login first.", code="not_logged_in"
-        )
-    raise OperationError(
-        f"No TIP is available right now: {outcome.reason}. Run /identity login to try again.",
-        code="tip_unavailable",
-    )
 
 
 # ---------------------------------------------------------------- list-roles

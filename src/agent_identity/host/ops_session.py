@@ -21,14 +21,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from agent_identity.actors.login_broker import DEFAULT_LOGIN_TTL
-from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo, TipSummary
+from agent_identity.actors.tip_messages import LoggedOut, TipInfo, TipSummary
 from agent_identity.actors.vault_types import ProviderStatus
 from agent_identity.host import ops_config
 from agent_identity.host.caller import Caller
 from agent_identity.host.contract import IdentityCommand, ListTips, Login, Logout, Status, Whoami
 from agent_identity.host.deps import HostDeps
+from agent_identity.host.ops_common import no_tip_error, require_tip_info
 from agent_identity.host.outcome import CommandHandler, OperationError, Outcome, ToolHandler
-from agent_identity.notify.notifier import FEISHU, NotifyContext
+from agent_identity.notify.notifier import NotifyContext
 from agent_identity.oidc import OidcError
 from agent_identity.storage import SessionView
 
@@ -123,17 +124,6 @@ def _provider_text(status: ProviderStatus) -> str:
     return f"{status.name} ({', '.join(fact for fact in facts if fact)})"
 
 
-def _no_tip_error(outcome: NoTip) -> OperationError:
-    # The codes match the other operations' (ops_roles.require_tip): a user token that can no
-    # longer mint is "not logged in" too, only the message says why.
-    if isinstance(outcome, LoggedOut):
-        message = "Your login has expired or was revoked. Run /identity login to sign in again."
-        return OperationError(message, code="not_logged_in")
-    if outcome.code == "no_session":
-        return OperationError(_NOT_LOGGED_IN, code="not_logged_in")
-    return OperationError(f"No TIP is available right now: {outcome.reason}", code="no_tip")
-
-
 # ---------------------------------------------------------------- whoami, status
 
 
@@ -164,7 +154,13 @@ async def status(deps: HostDeps, caller: Caller) -> Outcome:
     """Login, TIP (obtained or refreshed when a session exists), credentials and bindings."""
     key = caller.session_key
     view = await deps.sessions.get(key)
-    tip = None if view is None else await deps.tips.get_tip(key, agent_id=caller.agent_id)
+    tip = (
+        None
+        if view is None
+        else await deps.tips.get_tip(
+            key,
+        )
+    )
     providers = await deps.vault.describe(key)
     now = time.time()
     details: dict[str, Any] = {
@@ -193,20 +189,9 @@ async def status(deps: HostDeps, caller: Caller) -> Outcome:
 # ---------------------------------------------------------------- login, logout
 
 
-def _login_context(caller: Caller) -> dict[str, str]:
-    """Where the login follow-up goes: the caller's route, camelCase like a host context."""
-    # A tool caller has no notify context: its channel and sender are the best route known.
-    route = caller.notify or NotifyContext(channel=caller.channel, sender_id=caller.sender_id)
-    values = (route.channel, route.sender_id, route.to, route.account_id)
-    return {name: value for name, value in zip(_CONTEXT_KEYS, values, strict=True) if value}
-
-
-def _follow_up_expected(deps: HostDeps, context: Mapping[str, str]) -> bool:
-    # Only Feishu gets a push (notify.notifier): WebChat, TUI and the rest cannot be reached,
-    # so their users must be told to check for themselves.
-    reachable = "to" in context or "senderId" in context
-    feishu_configured = deps.notifier.statistics().feishu is not None
-    return context.get("channel") == FEISHU and reachable and feishu_configured
+def _login_route(caller: Caller) -> NotifyContext:
+    """Where the login follow-up goes: the caller's route, else its channel and sender."""
+    return caller.notify or NotifyContext(channel=caller.channel, sender_id=caller.sender_id)
 
 
 async def _start_login(deps: HostDeps, caller: Caller, note: str) -> Outcome:
@@ -215,16 +200,16 @@ async def _start_login(deps: HostDeps, caller: Caller, note: str) -> Outcome:
             "Login is not configured: the plugin config has no userpool section.",
             code="login_not_configured",
         )
-    context = _login_context(caller)
+    route = _login_route(caller)
     try:
-        url = await deps.login.start_login(caller.session_key, context=context)
+        url = await deps.login.start_login(caller.session_key, context=route.to_context())
     except OidcError as exc:
         raise OperationError(
             "Login is not available right now: the identity provider could not be reached "
             f"({exc.reason_code}).",
             code="login_unavailable",
         ) from None
-    follow_up = _follow_up_expected(deps, context)
+    follow_up = deps.notifier.can_push(route)
     after = (
         "You will get a message here once you are logged in."
         if follow_up
@@ -251,7 +236,9 @@ async def login(deps: HostDeps, caller: Caller) -> Outcome:
     view = await deps.sessions.get(key)
     note = ""
     if view is not None:
-        tip = await deps.tips.refresh(key, agent_id=caller.agent_id)
+        tip = await deps.tips.refresh(
+            key,
+        )
         if isinstance(tip, TipInfo):
             now = time.time()
             details: dict[str, Any] = {"loggedIn": True, "refreshed": True, "sub": view.sub}
@@ -261,7 +248,7 @@ async def login(deps: HostDeps, caller: Caller) -> Outcome:
         if isinstance(tip, LoggedOut):
             note = "Your login has expired or was revoked; log in again.\n"
         elif tip.code != "no_session":  # no_session: logged out meanwhile, so just log in
-            raise _no_tip_error(tip)
+            raise no_tip_error(tip)
     return await _start_login(deps, caller, note)
 
 
@@ -350,11 +337,9 @@ async def get_tip_token(deps: HostDeps, caller: Caller) -> Outcome:
     """The session's raw TIP JWT (minted if needed): a secret, returned because asked for.
 
     Raises:
-        OperationError: ``not_logged_in`` (also when the login expired) or ``no_tip``.
+        OperationError: ``not_logged_in``, ``logged_out`` or ``tip_unavailable``.
     """
-    tip = await deps.tips.get_tip(caller.session_key, agent_id=caller.agent_id)
-    if not isinstance(tip, TipInfo):
-        raise _no_tip_error(tip)
+    tip = await require_tip_info(deps, caller)
     facts = {"token": tip.token, **_prefixed("tip", _tip(tip, time.time()))}
     return _secret("TIP token", tip.token, tip.sub, tip.expires_at, facts)
 

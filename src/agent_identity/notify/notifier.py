@@ -75,6 +75,16 @@ class NotifyContext:
 
         return cls(text("channel"), text("senderId"), text("to"), text("accountId"))
 
+    def to_context(self) -> dict[str, str]:
+        """The reverse of :meth:`from_command`: the set fields as camelCase strings."""
+        fields = {
+            "channel": self.channel,
+            "senderId": self.sender_id,
+            "to": self.to,
+            "accountId": self.account_id,
+        }
+        return {key: value for key, value in fields.items() if value}
+
 
 class NotifierStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Counters of the facade.
@@ -128,6 +138,12 @@ class Notifier:
         """A snapshot of the counters."""
         feishu = self._feishu.statistics() if self._feishu is not None else None
         return NotifierStatistics(skipped=self._skipped, feishu=feishu)
+
+    def can_push(self, context: NotifyContext | None) -> bool:
+        """Whether a follow-up to ``context`` would be sent (not skipped) by :meth:`notify`."""
+        if context is None or (context.channel or "").strip().lower() != FEISHU:
+            return False
+        return self._feishu is not None and (context.to or context.sender_id) is not None
 
     async def notify(self, context: NotifyContext, text: str) -> SendResult:
         """Deliver ``text`` to where the command came from, when that channel can be pushed to.

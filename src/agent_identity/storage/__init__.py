@@ -13,7 +13,8 @@ The session store actor (:mod:`agent_identity.actors.session_store`) owns a
 
 Every write is atomic (temp file, ``fsync``, rename, ``fsync`` of the folder). A file that
 cannot be read is renamed to ``<name>.corrupt-<UTC time>`` and reported as an error, never
-deleted. Expired sessions are dropped on load and on save. Blocking I/O runs in worker
+deleted. Dead sessions (expired, and without a refresh token that may still renew them:
+:meth:`SessionRecord.prunable`) are dropped on load and on save. Blocking I/O runs in worker
 threads.
 """
 
@@ -27,11 +28,18 @@ from agent_identity.storage._backend import (
 from agent_identity.storage._bindings import BINDINGS_FILE
 from agent_identity.storage._errors import StorageError, StoreKeyError, UnsafePermissionsError
 from agent_identity.storage._keys import KEY_FILE, StoreKey
-from agent_identity.storage._records import BindingMap, SessionRecord, SessionView, Snapshot
+from agent_identity.storage._records import (
+    RENEWAL_WINDOW_SECONDS,
+    BindingMap,
+    SessionRecord,
+    SessionView,
+    Snapshot,
+)
 
 __all__ = [
     "BINDINGS_FILE",
     "KEY_FILE",
+    "RENEWAL_WINDOW_SECONDS",
     "SESSIONS_FILE",
     "BindingMap",
     "FileBackend",

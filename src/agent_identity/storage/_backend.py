@@ -63,7 +63,8 @@ class SessionBackend(Protocol):
       survives a crash of the process or of the machine). If it raises, the previous saved
       state is intact.
     * Calls are never concurrent: the store awaits each call before the next.
-    * Both drop sessions that have expired.
+    * Both drop dead sessions (:meth:`SessionRecord.prunable`); expired ones that a refresh
+      token may still renew are kept.
     """
 
     async def load(self) -> Snapshot:
@@ -84,7 +85,7 @@ class FileBackendStatistics(msgspec.Struct, frozen=True, kw_only=True):
         binding_writes: Writes of ``credential-env-bindings.json``.
         unchanged_skips: File writes skipped because the content had not changed.
         migrated: Sessions migrated from the plaintext format.
-        pruned: Expired sessions dropped (on load and on save).
+        pruned: Dead sessions dropped (on load and on save).
         kept_aside: Unreadable files renamed to ``*.corrupt-<time>``.
     """
 
@@ -110,7 +111,7 @@ class FileBackend:
         data_dir: The data folder; created with mode 0700 if missing.
         key: The decoded ``AGENT_IDENTITY_STORE_KEY``; ``None`` to use (or create)
             ``store.key`` in the data folder.
-        now: Wall-clock time in epoch seconds, for expiry (injectable for tests).
+        now: Wall-clock time in epoch seconds, for pruning (injectable for tests).
     """
 
     def __init__(
@@ -163,7 +164,7 @@ class FileBackend:
 
         Creates or checks the data folder and the key, deletes temp files of interrupted
         writes, keeps unreadable files aside (logged as errors), migrates a plaintext
-        ``sessions.json`` and drops expired sessions (rewriting the file in both cases).
+        ``sessions.json`` and drops dead sessions (rewriting the file in both cases).
 
         Raises:
             UnsafePermissionsError: The folder or ``store.key`` is not private to this user.
@@ -193,7 +194,7 @@ class FileBackend:
         snapshot, pruned = Snapshot(sessions=sessions, bindings=bindings).pruned(now)
         self._count(loads=1, pruned=pruned)
         if migrate or pruned:
-            # Rewrite now: the plaintext must not stay on disk, nor expired tokens.
+            # Rewrite now: the plaintext must not stay on disk, nor dead sessions' tokens.
             self._write_sessions(self._key, snapshot.sessions)
         return snapshot
 
@@ -286,7 +287,7 @@ class MemoryBackend:
 
     Args:
         initial: The state the first :meth:`load` returns.
-        now: Wall-clock time in epoch seconds, for expiry.
+        now: Wall-clock time in epoch seconds, for pruning.
     """
 
     def __init__(
@@ -300,13 +301,13 @@ class MemoryBackend:
         return f"<MemoryBackend {self.snapshot!r}>"
 
     async def load(self) -> Snapshot:
-        """Return the last saved snapshot, without expired sessions."""
+        """Return the last saved snapshot, without dead sessions."""
         await trio.lowlevel.checkpoint()
         self.snapshot, _ = self.snapshot.pruned(self._now())
         return self.snapshot
 
     async def save(self, snapshot: Snapshot) -> None:
-        """Keep ``snapshot`` (without expired sessions)."""
+        """Keep ``snapshot`` (without dead sessions)."""
         await trio.lowlevel.checkpoint()
         self.snapshot, _ = snapshot.pruned(self._now())
         self.saves += 1

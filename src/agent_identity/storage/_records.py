@@ -2,6 +2,14 @@
 
 Records are immutable msgspec Structs with camelCase names on disk. Their ``repr()`` masks
 every token, so a record that ends up in a log line or a traceback leaks nothing.
+
+A session's life has three stages, all decided by wall-clock time:
+
+* **live**: its user token has not expired (:meth:`SessionRecord.expired` is false);
+* **renewable**: the user token has expired but the session has a refresh token and expired
+  less than :data:`RENEWAL_WINDOW_SECONDS` ago. It is kept, so a gateway that was down
+  longer than an id token lives can still renew it silently on restart;
+* **dead**: neither; it is pruned (:meth:`SessionRecord.prunable`).
 """
 
 from __future__ import annotations
@@ -9,12 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Final
 
 import msgspec
 
 from agent_identity.config import mask_secret
 
-__all__ = ["BindingMap", "SessionRecord", "SessionView", "Snapshot"]
+__all__ = ["RENEWAL_WINDOW_SECONDS", "BindingMap", "SessionRecord", "SessionView", "Snapshot"]
+
+#: How long after its user token expired a session with a refresh token is kept for renewal.
+#: Refresh tokens rarely outlive 30 days; past that a renewal would fail anyway, and keeping
+#: the session longer would only keep a secret on disk for nothing.
+RENEWAL_WINDOW_SECONDS: Final = 30 * 86_400.0
 
 BindingMap = Mapping[str, Mapping[str, str]]
 """Env bindings: ``{sessionKey: {provider: envVar}}``, exactly the spec's file shape."""
@@ -56,6 +70,19 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", o
         """Whether the user token has expired at wall-clock time ``now`` (epoch seconds)."""
         return self.expires_at <= now
 
+    def renewable(self, now: float) -> bool:
+        """Whether a refresh token may still renew the session at ``now``.
+
+        True when the session has a refresh token and its user token expired less than
+        :data:`RENEWAL_WINDOW_SECONDS` ago (or has not expired yet). Whether the provider
+        still honours the refresh token is only known by trying.
+        """
+        return self.refresh_token is not None and now < self.expires_at + RENEWAL_WINDOW_SECONDS
+
+    def prunable(self, now: float) -> bool:
+        """Whether the session is dead at ``now``: expired and no longer renewable."""
+        return self.expired(now) and not self.renewable(now)
+
     def view(self) -> SessionView:
         """The record without its refresh token (what readers of the store get)."""
         return SessionView(
@@ -92,6 +119,14 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     has_refresh_token: bool
     email: str | None = None
     name: str | None = None
+
+    def expired(self, now: float) -> bool:
+        """Whether the user token has expired at wall-clock time ``now`` (epoch seconds).
+
+        A view read with ``renewable=True`` may be expired when it is handed out: it then
+        needs a renewal before its user token is of any use.
+        """
+        return self.expires_at <= now
 
     def __repr__(self) -> str:
         return (
@@ -130,19 +165,20 @@ class Snapshot:
         return f"<Snapshot sessions={len(self.sessions)} bindings={len(self.bindings)}>"
 
     def pruned(self, now: float) -> tuple[Snapshot, int]:
-        """Drop the sessions that have expired at ``now``.
+        """Drop the sessions that are dead at ``now`` (:meth:`SessionRecord.prunable`).
 
-        Bindings are kept: they are the user's choice of env var names, which survive a
-        re-login; only a logout (delete) removes them.
+        Expired sessions that a refresh token may still renew are kept (see the module
+        docstring). Bindings are kept: they are the user's choice of env var names, which
+        survive a re-login; only a logout (delete) removes them.
 
         Args:
             now: Wall-clock time in epoch seconds.
 
         Returns:
-            The snapshot without expired sessions (``self`` if none expired) and how many
+            The snapshot without dead sessions (``self`` if none was dead) and how many
             sessions were dropped.
         """
-        live = {key: record for key, record in self.sessions.items() if not record.expired(now)}
+        live = {key: record for key, record in self.sessions.items() if not record.prunable(now)}
         dropped = len(self.sessions) - len(live)
         if not dropped:
             return self, 0

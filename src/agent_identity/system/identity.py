@@ -25,9 +25,14 @@ from agent_identity.actors.vault_messages import CredentialVaultClient
 from agent_identity.actors.vault_types import VaultStatistics
 from agent_identity.authz import PermissionChecker, RiskEvaluator
 from agent_identity.config import PluginConfig
+from agent_identity.host.api import HostApi, build_host_api
+from agent_identity.host.commands import IdentityCommands
 from agent_identity.host.deps import HostDeps
+from agent_identity.host.gateway import IdentityGatewayMethods
+from agent_identity.host.hooks import IdentityHooks
 from agent_identity.host.ops_credentials import CredentialFollowups
 from agent_identity.host.senders import SenderDirectory
+from agent_identity.host.tools import IdentityTools
 from agent_identity.kernel import ActorStatistics, SupervisorStatistics
 from agent_identity.notify import Notifier, NotifierStatistics, NotifyContext, SendStatus
 from agent_identity.system.login import LazyLoginFlow, LazyOidc
@@ -148,6 +153,31 @@ class Identity:
     oidc: LazyOidc | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
     senders: SenderDirectory = field(default_factory=SenderDirectory)
+
+    @cached_property
+    def host(self) -> HostApi:
+        """The gateway-facing handlers (built once, on first use)."""
+        return build_host_api(self.deps)
+
+    @property
+    def hooks(self) -> IdentityHooks:
+        """The five hooks (``hooks.as_mapping()`` gives name → handler to register)."""
+        return self.host.hooks
+
+    @property
+    def commands(self) -> IdentityCommands:
+        """The ``/identity`` command and its ``/id`` alias."""
+        return self.host.commands
+
+    @property
+    def tools(self) -> IdentityTools:
+        """The ``identity_*`` tools (``tools.for_context(ctx)`` is the host's tool factory)."""
+        return self.host.tools
+
+    @property
+    def gateway_methods(self) -> IdentityGatewayMethods:
+        """``identity.session.put`` / ``identity.session.get`` (with webchatSessionExchange)."""
+        return self.host.gateway_methods
 
     @cached_property
     def deps(self) -> HostDeps:
