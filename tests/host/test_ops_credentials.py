@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -41,6 +39,7 @@ from agent_identity.host.session_keys import build_effective_session_key
 from agent_identity.host.tools import IdentityTools, ToolError
 from agent_identity.notify import SendStatus
 from agent_identity.sandbox import open_sandbox
+from agent_identity.sandbox.browser import submit_consent_form
 from agent_identity.sandbox.feishu import DEV_APP_ID, DEV_APP_SECRET
 from agent_identity.sandbox.state import ApiKeyProvider
 from agent_identity.system import open_identity
@@ -111,31 +110,9 @@ def log_texts(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(record.getMessage() for record in caplog.records)
 
 
-class _ConsentForm(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
-
-
 async def consent(browser: httpx.AsyncClient, url: str, decision: str = "approve") -> str:
     """Decide on the demo provider's consent page; returns the final page's text."""
-    page = await browser.get(url)
-    assert page.status_code == 200, page.text
-    form = _ConsentForm()
-    form.feed(page.text)
-    action = urljoin(str(page.url), form.action)
-    done = await browser.post(
-        action, data={**form.fields, "decision": decision}, follow_redirects=True
-    )
-    return done.text
+    return (await submit_consent_form(browser, url, decision=decision)).text
 
 
 async def next_event(events: trio.MemoryReceiveChannel[VaultEvent]) -> VaultEvent:

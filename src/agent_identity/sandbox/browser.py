@@ -13,7 +13,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-__all__ = ["LoginFormError", "submit_login_form"]
+__all__ = ["LoginFormError", "submit_consent_form", "submit_form", "submit_login_form"]
 
 
 class LoginFormError(Exception):
@@ -34,6 +34,36 @@ class _FormReader(HTMLParser):
             self.fields[found["name"]] = found.get("value", "")
 
 
+async def submit_form(http: httpx.AsyncClient, url: str, fields: dict[str, str]) -> httpx.Response:
+    """Open ``url``, fill the first form's hidden inputs plus ``fields``, submit, follow redirects.
+
+    Raises:
+        LoginFormError: The page has no form (its status is in the message).
+    """
+    page = await http.get(url, follow_redirects=True)
+    reader = _FormReader()
+    reader.feed(page.text)
+    if page.status_code != httpx.codes.OK or reader.action is None:
+        msg = f"no form at the URL (HTTP {page.status_code})"
+        raise LoginFormError(msg)
+    return await http.post(
+        urljoin(str(page.url), reader.action),
+        data={**reader.fields, **fields},
+        follow_redirects=True,
+    )
+
+
+async def submit_consent_form(
+    http: httpx.AsyncClient, authorize_url: str, *, decision: str = "approve"
+) -> httpx.Response:
+    """Decide on the demo OAuth2 provider's consent page (``approve`` or ``deny``).
+
+    Raises:
+        LoginFormError: The page is not a consent form.
+    """
+    return await submit_form(http, authorize_url, {"decision": decision})
+
+
 async def submit_login_form(
     http: httpx.AsyncClient, authorize_url: str, *, username: str, password: str
 ) -> httpx.Response:
@@ -51,14 +81,4 @@ async def submit_login_form(
     Raises:
         LoginFormError: The page is not a login form (its status is in the message).
     """
-    page = await http.get(authorize_url, follow_redirects=True)
-    reader = _FormReader()
-    reader.feed(page.text)
-    if page.status_code != httpx.codes.OK or reader.action is None:
-        msg = f"no login form at the authorize URL (HTTP {page.status_code})"
-        raise LoginFormError(msg)
-    return await http.post(
-        urljoin(str(page.url), reader.action),
-        data={**reader.fields, "username": username, "password": password},
-        follow_redirects=True,
-    )
+    return await submit_form(http, authorize_url, {"username": username, "password": password})
