@@ -20,7 +20,7 @@ The gate is :mod:`~agent_identity.host.hook_gate`, the tool hooks are
 
 Wiring into a gateway::
 
-    hooks = IdentityHooks(ident.deps)
+    hooks = ident.hooks                 # an IdentityHooks over the running system
     for name, handler in hooks.as_mapping().items():
         host.on(name, handler)          # names exactly as the host spells them
 
