@@ -163,6 +163,23 @@ def _leaf(
     return parser
 
 
+def resolve_data_dir(args: argparse.Namespace, io: Io) -> Path:
+    """The daemon's data folder: ``--data-dir``, else that of the config (see the docstring).
+
+    Raises:
+        ConfigError: ``--config`` (or the default config file) cannot be read or is invalid.
+    """
+    data_dir: Path | None = getattr(args, "data_dir", None)
+    if data_dir is not None:
+        return data_dir.expanduser()
+    config: Path | None = getattr(args, "config", None)
+    if config is None:
+        config = default_config_path(io.environ)
+        if not config.is_file():
+            return Path(DEFAULT_DATA_DIR).expanduser()
+    return load_config(config).plugin.data_path()
+
+
 def resolve_socket(args: argparse.Namespace, io: Io) -> Path:
     """Where the daemon's control socket is; see the module docstring for the order.
 
@@ -172,15 +189,7 @@ def resolve_socket(args: argparse.Namespace, io: Io) -> Path:
     socket: Path | None = getattr(args, "socket", None)
     if socket is not None:
         return socket.expanduser()
-    data_dir: Path | None = getattr(args, "data_dir", None)
-    if data_dir is not None:
-        return control_socket_path(data_dir)
-    config: Path | None = getattr(args, "config", None)
-    if config is None:
-        config = default_config_path(io.environ)
-        if not config.is_file():
-            return control_socket_path(DEFAULT_DATA_DIR)
-    return control_socket_path(load_config(config).plugin.data_path())
+    return control_socket_path(resolve_data_dir(args, io))
 
 
 def run_ctl(args: argparse.Namespace, io: Io) -> int:

@@ -144,4 +144,6 @@ def configure_logging(
     root.setLevel(level.upper())
     # hypercorn's access log would print every callback query string (codes, states).
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    # One line per outbound request is noise at INFO; failures are logged by our clients.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return scrubber

@@ -39,7 +39,7 @@ from agent_identity.config.model import (
     UserPoolConfig,
     UserPoolMode,
 )
-from agent_identity.config.redact import mask_secret, redact
+from agent_identity.config.redact import mask_secret, redact, secret_values
 from agent_identity.config.validate import validate_plugin_config
 
 __all__ = [
@@ -70,5 +70,6 @@ __all__ = [
     "parse_feishu_channel",
     "parse_plugin_config",
     "redact",
+    "secret_values",
     "validate_plugin_config",
 ]

@@ -186,3 +186,42 @@ def _display(value: object) -> object:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def secret_values(value: object) -> list[str]:
+    """Every secret string of a configuration object (for log scrubbing).
+
+    The same fields :func:`redact` masks: those marked secret, and those whose name looks
+    secret. Nested Structs, mappings and sequences are searched.
+
+    Args:
+        value: A config Struct (or a mapping or sequence holding them).
+
+    Returns:
+        The secret values, in field order (duplicates kept).
+    """
+    found: list[str] = []
+    if isinstance(value, msgspec.Struct):
+        for view in _fields(type(value)):
+            item = getattr(value, view.name)
+            if view.mask_mode is not None:
+                found.extend(_strings(item))
+            else:
+                found.extend(secret_values(item))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            found.extend(secret_values(item))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found.extend(secret_values(item))
+    return found
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings(item)]
+    return []
