@@ -87,6 +87,27 @@ def _banner(info: ServerInfo, out: TextIO) -> None:
     out.flush()
 
 
+def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        if len(found.exceptions) != 1:
+            return None
+        found = found.exceptions[0]
+    return found
+
+
+def _run_unwrapped(main: Callable[[], Awaitable[None]]) -> None:
+    # Nurseries wrap a start failure (a socket in use, a port taken) in nested one-member
+    # groups; it is raised as itself so that serve_loaded can map it to an exit code.
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:
+        lone = _lone_exception(group)
+        if lone is None:
+            raise
+        raise lone from group
+
+
 def serve_loaded(
     loaded: LoadedConfig,
     args: argparse.Namespace,
@@ -120,7 +141,7 @@ def serve_loaded(
                 await on_ready(info)
 
     try:
-        trio.run(main)
+        _run_unwrapped(main)
     except UnixListenerError as exc:
         io.err.write(f"error: {exc}\n")
         return EXIT_FAILURE
