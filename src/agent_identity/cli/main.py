@@ -7,14 +7,20 @@ import os
 import sys
 
 from agent_identity import __version__
-from agent_identity.cli import config_command, ctl, serve
+from agent_identity.cli import config_command, ctl, dev, serve, token
 from agent_identity.cli.app import EXIT_OK, EXIT_USAGE, Handler, Io, Registrar
 
 __all__ = ["COMMANDS", "PROG", "build_parser", "main"]
 
 PROG = "agent-identity"
 
-COMMANDS: tuple[Registrar, ...] = (serve.register, config_command.register, ctl.register)
+COMMANDS: tuple[Registrar, ...] = (
+    serve.register,
+    dev.register,
+    config_command.register,
+    ctl.register,
+    token.register,
+)
 """Registrars of the top-level commands, in help order."""
 
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 from agent_identity.host.caller import caller_for_command
 from agent_identity.host.command_parser import (
     UsageError,
@@ -108,6 +110,7 @@ class IdentityCommands:
         Returns:
             The reply; never raises for anything a user or host can send.
         """
+        await trio.lowlevel.checkpoint()
         decoded = decode_as(CommandContext, ctx, kind="command context")
         if isinstance(decoded, PayloadError):
             logger.warning("/%s: %s", COMMAND_NAME, decoded)

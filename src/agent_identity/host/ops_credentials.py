@@ -205,6 +205,7 @@ class CredentialFollowups:
 
     async def wait_handled(self, count: int) -> None:
         """Wait until ``count`` follow-ups have been sent or skipped (lifetime total)."""
+        await trio.lowlevel.checkpoint()
         while self.sent + self.not_sent < count:
             waiter = trio.Event()
             self._waiters.append(waiter)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import msgspec
+import trio
 
 from agent_identity.host.contract import to_wire
 from agent_identity.host.hooks import HookHandler
@@ -36,6 +37,7 @@ from agent_identity.transports.uds_http import HttpRequest
 
 __all__ = ["BridgeApp"]
 
+_GET: Final = (("Allow", "GET"),)
 _POST: Final = (("Allow", "POST"),)
 _encoder = msgspec.json.Encoder()
 
@@ -82,9 +84,12 @@ class BridgeApp:
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         """Route one request."""
+        await trio.lowlevel.checkpoint()
         if request.path == "/definitions":
             if request.method not in ("GET", "HEAD"):
-                return json_error(405, "method_not_allowed", "/definitions takes GET.")
+                return json_error(
+                    405, "method_not_allowed", "/definitions takes GET.", headers=_GET
+                )
             return self._definitions()
         kind, _, rest = request.path.removeprefix("/").partition("/")
         handler = self._post.get(kind)
@@ -117,6 +122,7 @@ class BridgeApp:
         )
 
     async def _hook(self, name: str, body: bytes) -> HttpResponse:
+        await trio.lowlevel.checkpoint()
         handler: HookHandler | None = None
         for hook, candidate in self._ident.hooks.as_mapping().items():
             if hook == name:
@@ -127,12 +133,14 @@ class BridgeApp:
         return _ok(await handler(decoded.event, decoded.ctx))
 
     async def _command(self, rest: str, body: bytes) -> HttpResponse:
+        await trio.lowlevel.checkpoint()
         if rest:
             return json_error(404, "not_found", "The command endpoint is POST /command.")
         context = msgspec.json.decode(body, type=dict[str, Any])
         return _ok(await self._ident.commands.handle(context))
 
     async def _tool(self, name: str, body: bytes) -> HttpResponse:
+        await trio.lowlevel.checkpoint()
         decoded = msgspec.json.decode(body, type=_ToolBody)
         try:
             result = await self._ident.tools.execute(name, decoded.params, decoded.context)

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import msgspec
+import trio
 
 from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo
 from agent_identity.host.caller import Caller, caller_for_local
@@ -62,6 +63,12 @@ _encoder = msgspec.json.Encoder()
 class _ToolBody(msgspec.Struct, forbid_unknown_fields=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     session: str | None = None
+
+
+async def _answer(response: HttpResponse) -> HttpResponse:
+    """Return ``response`` after a checkpoint (paths that answer without other awaits)."""
+    await trio.lowlevel.checkpoint()
+    return response
 
 
 def _json(status: int, value: object) -> HttpResponse:
@@ -120,30 +127,42 @@ class LocalServerApp:
         return caller_for_local(session, personal_session_mode=self._personal)
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        """Route one request and count it."""
+        """Route one request and count it (a handler failure counts as the 500 it becomes)."""
         started = time.perf_counter()
-        endpoint, response = await self._route(request)
+        endpoint = self._endpoint(request.path)
+        try:
+            response = await self._route(endpoint, request)
+        except Exception:
+            # The server answers an escaping exception with a 500; count it here, or
+            # /metrics would hide exactly the failures it is read for.
+            self.metrics.observe(endpoint, 500, time.perf_counter() - started)
+            raise
         self.metrics.observe(endpoint, response.status, time.perf_counter() - started)
         return response
 
-    async def _route(self, request: HttpRequest) -> tuple[str, HttpResponse]:
+    def _endpoint(self, path: str) -> str:
+        """The metrics label of ``path``: a route name, never the raw path."""
+        if path in self._routes:
+            return path[1:]
+        return "tool" if path.startswith("/tool/") else "other"
+
+    async def _route(self, endpoint: str, request: HttpRequest) -> HttpResponse:
         path = request.path
         route = self._routes.get(path)
         if route is not None:
             method, handler = route
-            endpoint = path[1:]
             if request.method not in (method, "HEAD"):
-                return endpoint, json_error(
-                    405, "method_not_allowed", f"{path} takes {method}.", headers=_GET
+                return await _answer(
+                    json_error(405, "method_not_allowed", f"{path} takes {method}.", headers=_GET)
                 )
-            return endpoint, await handler(request)
-        if path.startswith("/tool/"):
+            return await handler(request)
+        if endpoint == "tool":
             if request.method != "POST":
-                return "tool", json_error(
-                    405, "method_not_allowed", "/tool/<name> takes POST.", headers=_POST
+                return await _answer(
+                    json_error(405, "method_not_allowed", "/tool/<name> takes POST.", headers=_POST)
                 )
-            return "tool", await self._tool(path.removeprefix("/tool/"), request)
-        return "other", json_error(404, "not_found", "No such endpoint; see GET /tools.")
+            return await self._tool(path.removeprefix("/tool/"), request)
+        return await _answer(json_error(404, "not_found", "No such endpoint; see GET /tools."))
 
     async def _token(self, request: HttpRequest) -> HttpResponse:
         key = self._caller(request.query.get("session")).session_key
@@ -204,6 +223,7 @@ class LocalServerApp:
         )
 
     async def _tools(self, request: HttpRequest) -> HttpResponse:
+        await trio.lowlevel.checkpoint()
         del request
         tools = self._ident.tools
         listing = [
@@ -219,6 +239,7 @@ class LocalServerApp:
         return _json(200, {"tools": listing})
 
     async def _metrics(self, request: HttpRequest) -> HttpResponse:
+        await trio.lowlevel.checkpoint()
         del request
         text = render_metrics(self._ident.statistics(), self.metrics)
         return HttpResponse(200, text.encode(), content_type=_METRICS_TYPE)
@@ -227,11 +248,13 @@ class LocalServerApp:
         try:
             body = msgspec.json.decode(request.body or b"{}", type=_ToolBody)
         except msgspec.DecodeError as exc:
-            return json_error(400, "invalid_json", f"The body must be {{params, session}}: {exc}")
+            return await _answer(
+                json_error(400, "invalid_json", f"The body must be {{params, session}}: {exc}")
+            )
         try:
             result = await self._ident.tools.execute_for(
                 self._caller(body.session), name, body.params, include_hidden=True
             )
         except ToolError as exc:
-            return json_error(_TOOL_STATUS.get(exc.code, 400), exc.code, exc.message)
+            return await _answer(json_error(_TOOL_STATUS.get(exc.code, 400), exc.code, exc.message))
         return _json(200, to_wire(result))
