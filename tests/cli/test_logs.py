@@ -33,10 +33,10 @@ def test_text_lines_scrub_known_secrets_and_token_shapes() -> None:
     scrubber.add("late-secret-value")
     log = logging.getLogger("agent_identity.test")
     log.info("key %s token %s", "AKLT-very-secret-key", JWT)
-    log.warning("Authorization: Bearer abcdefghijklmnop and sk-sandbox-llm-key")
+    log.warning("Authorization: Bearer abcdefghijklmnop and sk-scrubber-test-key")
     log.error("callback ?code=xyz123&state=abc and late-secret-value")
     out = stream.getvalue()
-    for secret in ("AKLT-very-secret-key", JWT, "abcdefghijklmnop", "sk-sandbox-llm-key"):
+    for secret in ("AKLT-very-secret-key", JWT, "abcdefghijklmnop", "sk-scrubber-test-key"):
         assert secret not in out
     assert "xyz123" not in out
     assert "late-secret-value" not in out

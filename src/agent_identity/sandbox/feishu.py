@@ -43,6 +43,7 @@ import msgspec
 import trio
 
 from agent_identity.sandbox.asgi import Request, Response, json_response, text_response
+from agent_identity.sandbox.secrets import record_secret
 
 __all__ = [
     "DEV_APP_ID",
@@ -195,6 +196,7 @@ class FeishuSandbox:
         expected = self.apps.get(app_id)
         if expected is None:
             return {"code": 10014, "msg": "app id not exists", "data": {}}
+        record_secret(expected)
         if not secrets.compare_digest(expected, app_secret):
             return {"code": 10014, "msg": "app secret invalid", "data": {}}
         now = self.clock()
@@ -203,6 +205,7 @@ class FeishuSandbox:
             if issued.app_id == app_id and remaining >= _REUSE_ABOVE:
                 return {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": remaining}
         token = f"t-{secrets.token_hex(20)}"
+        record_secret(token)
         self._tokens = {t: i for t, i in self._tokens.items() if i.expires_at > now}
         self._tokens[token] = _Issued(app_id, now + self.token_ttl)
         return {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": self.token_ttl}

@@ -48,6 +48,7 @@ import msgspec
 import trio
 
 from agent_identity.sandbox.asgi import Request, Response, json_response
+from agent_identity.sandbox.secrets import record_secret
 
 __all__ = [
     "CHAT_PATH",
@@ -155,6 +156,9 @@ class SandboxLlm:
         await trio.lowlevel.checkpoint()
         settings = self.settings
         settings.calls += 1
+        # Tests swap the accepted keys at run time, so they are recorded as they are used.
+        for key in settings.api_keys:
+            record_secret(key)
         anthropic = request.path == MESSAGES_PATH
         if request.method != "POST":
             return _error(anthropic, 405, "invalid_request_error", "Only POST is supported.")

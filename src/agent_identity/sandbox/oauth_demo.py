@@ -30,6 +30,7 @@ from agent_identity.sandbox.asgi import (
     json_response,
     redirect,
 )
+from agent_identity.sandbox.secrets import record_secret
 from agent_identity.sandbox.state import OAuth2Provider, SandboxState
 
 __all__ = ["DemoOAuthError", "DemoOAuthProvider", "TokenGrant"]
@@ -102,6 +103,7 @@ class DemoOAuthProvider:
 
     def _issue(self, client_id: str, scopes: list[str]) -> TokenGrant:
         token = f"demo-at-{secrets.token_urlsafe(24)}"
+        record_secret(token)
         self._tokens[token] = (client_id, scopes, self._state.now() + _TOKEN_TTL)
         return TokenGrant(token, _TOKEN_TTL, scopes)
 
@@ -193,6 +195,7 @@ class DemoOAuthProvider:
         if form.get("decision") != "approve":
             return redirect(add_query(redirect_uri, {"error": "access_denied", "state": state}))
         code = secrets.token_urlsafe(24)
+        record_secret(code, url_borne=True)
         self._codes[code] = _Code(
             client.client_id,
             redirect_uri,

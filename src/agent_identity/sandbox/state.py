@@ -3,7 +3,8 @@
 Plain mutable dataclasses, owned by one sandbox and touched only from its trio thread, so no
 locking is needed. Tests read (and occasionally poke) ``sb.state`` to assert on effects.
 Times are wall-clock seconds from the injectable ``clock``: JWT ``iat``/``exp`` and key expiry
-are wall-clock by nature.
+are wall-clock by nature. Secret fields are handed to :func:`record_secret` when an object is
+created, so the test suite's leak check knows every value that must never be logged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from agent_identity.sandbox.cedar import PolicyEngine
 from agent_identity.sandbox.keys import KeyRing
+from agent_identity.sandbox.secrets import record_secret
 
 __all__ = [
     "ApiKeyProvider",
@@ -96,6 +98,9 @@ class OAuth2Provider:
 
     type = "oauth2"
 
+    def __post_init__(self) -> None:
+        record_secret(self.client_secret)
+
 
 @dataclass(slots=True)
 class ApiKeyProvider:
@@ -111,6 +116,9 @@ class ApiKeyProvider:
 
     type = "api_key"
     flow = ""
+
+    def __post_init__(self) -> None:
+        record_secret(self.api_key)
 
 
 @dataclass(slots=True)
@@ -150,6 +158,9 @@ class Client:
     created_at: float = 0.0
     updated_at: float = 0.0
 
+    def __post_init__(self) -> None:
+        record_secret(self.secret)
+
 
 @dataclass(slots=True)
 class User:
@@ -160,6 +171,9 @@ class User:
     sub: str
     email: str | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        record_secret(self.password)
 
 
 @dataclass(slots=True)
@@ -202,6 +216,10 @@ class TemporaryKey:
     session_name: str
     expires_at: float
 
+    def __post_init__(self) -> None:
+        record_secret(self.secret_access_key)
+        record_secret(self.session_token)
+
 
 @dataclass(slots=True)
 class StoredToken:
@@ -210,6 +228,9 @@ class StoredToken:
     access_token: str
     expires_at: float
     scopes: list[str]
+
+    def __post_init__(self) -> None:
+        record_secret(self.access_token)
 
 
 @dataclass(slots=True)
@@ -245,6 +266,9 @@ class UserCredential:
     created_at: float
     updated_at: float
 
+    def __post_init__(self) -> None:
+        record_secret(self.data)
+
 
 @dataclass(slots=True)
 class SandboxState:
@@ -267,6 +291,9 @@ class SandboxState:
     oauth_sessions: dict[str, OAuthSession] = field(default_factory=dict)
     oauth_tokens: dict[tuple[str, str, str], StoredToken] = field(default_factory=dict)
     user_credentials: dict[tuple[str, str, str], UserCredential] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        record_secret(self.root_secret_access_key)
 
     def now(self) -> float:
         """The wall-clock time, in seconds."""

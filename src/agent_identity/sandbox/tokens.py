@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 
 from agent_identity.sandbox.keys import SigningKey, jwks, unverified_claims, unverified_header
+from agent_identity.sandbox.secrets import record_secret
 from agent_identity.sandbox.state import SandboxState, UserPool, WorkloadPool
 
 __all__ = [
@@ -156,7 +157,9 @@ def mint_tip(
         "act": act,
         "jti": secrets.token_hex(8),
     }
-    return MintedToken(state.keys.tip.sign(claims), float(expires))
+    token = state.keys.tip.sign(claims)
+    record_secret(token)
+    return MintedToken(token, float(expires))
 
 
 def issue_id_token(
@@ -206,7 +209,9 @@ def issue_id_token(
         if user.name:
             claims["name"] = user.name
     claims.update(extra_claims or {})
-    return state.keys.user_pool(pool.uid).sign(claims)
+    token = state.keys.user_pool(pool.uid).sign(claims)
+    record_secret(token)
+    return token
 
 
 def rotate_user_pool_key(

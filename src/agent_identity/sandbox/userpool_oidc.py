@@ -44,6 +44,7 @@ from agent_identity.sandbox.asgi import (
     redirect,
 )
 from agent_identity.sandbox.keys import SIGNING_ALGORITHMS, jwks
+from agent_identity.sandbox.secrets import record_secret
 from agent_identity.sandbox.state import Client, SandboxState, User, UserPool
 from agent_identity.sandbox.tokens import issue_id_token
 
@@ -194,6 +195,7 @@ class UserPoolOidc:
         pending.sub = user.sub
         pending.expires_at = self._state.now() + _CODE_TTL
         code = secrets.token_urlsafe(24)
+        record_secret(code, url_borne=True)
         self._codes[code] = pending
         return redirect(add_query(pending.redirect_uri, self._response_params(pool, code)))
 
@@ -262,6 +264,7 @@ class UserPoolOidc:
         if grant_type == "client_credentials":
             scope = form.get("scope", "")
             access = secrets.token_urlsafe(32)
+            record_secret(access)
             self._access[access] = _Session(
                 pool.uid, client.uid, client.uid, scope, self._state.now() + _ACCESS_TTL
             )
@@ -295,6 +298,7 @@ class UserPoolOidc:
     ) -> Response:
         now = self._state.now()
         access = secrets.token_urlsafe(32)
+        record_secret(access)
         # Both algorithms hash with SHA-256, so at_hash is its left half either way.
         extra: dict[str, Any] = {"at_hash": _b64_sha256(access, half=True)}
         if nonce:
@@ -316,6 +320,7 @@ class UserPoolOidc:
             "scope": scope,
         }
         refresh = secrets.token_urlsafe(32)
+        record_secret(refresh)
         self._refresh[refresh] = _Session(pool.uid, client.uid, sub, scope, now + _REFRESH_TTL)
         body["refresh_token"] = refresh
         return json_response(200, body)
