@@ -515,6 +515,11 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
             return NoTip(f"the control plane returned an unreadable TIP: {exc}")
         expires_at = minted.expires_at if claims.exp is None else min(minted.expires_at, claims.exp)
         now = self._wall()
+        if claims.exp is not None and claims.iat is not None:
+            # ``exp`` is on the control plane's clock. When that clock runs ahead of ours, the
+            # TIP dies earlier than ``exp`` reads here: count its lifetime from its arrival
+            # too, and keep the earlier end, so a skewed clock never gets an expired TIP served.
+            expires_at = min(expires_at, now + (claims.exp - claims.iat))
         if not self._policy.servable(expires_at, now):
             left = expires_at - now
             return NoTip(f"the control plane returned a TIP that expires in {left:.0f}s")

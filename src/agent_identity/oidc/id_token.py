@@ -5,8 +5,9 @@ before any key is looked up, so ``none`` and ``HS*`` tokens never reach a verifi
 chosen by ``kid`` and must be of the kind its algorithm needs (see :mod:`.jwks`); only a token
 whose signature verifies has its claims read. Then: ``iss`` exactly the provider's issuer,
 ``aud`` contains our client id (``azp`` must be our client id when there are several
-audiences), ``exp`` and ``iat`` within a small leeway of the wall clock, the login's ``nonce``,
-and ``at_hash`` when the provider sent one.
+audiences), ``exp`` within a small leeway of the wall clock and ``iat`` no more than a few
+minutes ahead of it (an IdP's clock may run ahead), the login's ``nonce``, and ``at_hash``
+when the provider sent one.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ import jwt
 from agent_identity.oidc.errors import OidcError
 from agent_identity.oidc.jwks import ALLOWED_ALGORITHMS, JwksCache
 
-__all__ = ["DEFAULT_LEEWAY", "IdTokenClaims", "IdTokenValidator"]
+__all__ = ["DEFAULT_LEEWAY", "FUTURE_LEEWAY", "IdTokenClaims", "IdTokenValidator"]
 
 DEFAULT_LEEWAY = 60.0
-"""Seconds of clock skew tolerated on ``exp``, ``iat`` and ``nbf``."""
+"""Seconds of clock skew tolerated on ``exp``, ``iat`` and ``nbf`` (see :data:`FUTURE_LEEWAY`)."""
+
+FUTURE_LEEWAY = 300.0
+"""Seconds ``iat`` and ``nbf`` may lie ahead of our clock, at least (the leeway, if larger).
+
+An IdP whose clock runs a minute or two ahead issues every token "from the future". Such a
+token is fresh, not stale, and refusing one after a refresh is costly: the provider has
+already spent the rotating refresh token, so the session is lost. ``exp`` keeps the tighter
+leeway: accepting expired tokens is what a leeway must not widen.
+"""
 
 _MAX_SHOWN = 120
 
@@ -194,8 +204,9 @@ class IdTokenValidator:
         if now > exp + self._leeway:
             raise OidcError("id_token_expired", "The ID token has expired.")
         nbf = claims.get("nbf")
-        if iat > now + self._leeway or (
-            isinstance(nbf, int | float) and not isinstance(nbf, bool) and nbf > now + self._leeway
+        future = now + max(self._leeway, FUTURE_LEEWAY)
+        if iat > future or (
+            isinstance(nbf, int | float) and not isinstance(nbf, bool) and nbf > future
         ):
             raise OidcError(
                 "id_token_issued_in_future",

@@ -1,13 +1,13 @@
 """The sandbox's one ASGI app: the control plane, STS and every page behind one base URL.
 
 A request to ``/`` with ``Action`` is an API call and goes through the gateway's pipeline:
-count it, apply any injected fault, route ``(Version, Action)`` (404
-``InvalidActionOrVersion``), check the signature for the Version's service, decode the params
-(JSON for ``id``, form or query for ``sts``), run the handler. Everything else is a page: TIP
-issuer discovery and JWKS, user pool OIDC, the demo OAuth2 provider, the 3LO callback, and the
-metadata endpoints, the LLM stand-in (``/v1/chat/completions``, ``/v1/messages``) and the Feishu
-stand-in (``/open-apis/``). Any unexpected exception becomes a logged 500 ``InternalError``
-envelope; the app keeps serving.
+count it, apply any injected fault (an error, a delay, a garbage body or a dropped connection),
+route ``(Version, Action)`` (404 ``InvalidActionOrVersion``), check the signature for the
+Version's service, decode the params (JSON for ``id``, form or query for ``sts``), run the
+handler. Everything else is a page: TIP issuer discovery and JWKS, user pool OIDC, the demo
+OAuth2 provider, the 3LO callback, and the metadata endpoints, the LLM stand-in
+(``/v1/chat/completions``, ``/v1/messages``) and the Feishu stand-in (``/open-apis/``). Any
+unexpected exception becomes a logged 500 ``InternalError`` envelope; the app keeps serving.
 """
 
 from __future__ import annotations
@@ -206,6 +206,8 @@ class SandboxApp:
         )
 
     def _fault(self, rule: FaultRule, request: Request, action: str | None) -> Response | None:
+        if rule.reset:
+            return Response(200, b'{"injected": "reset"}', hang_up=True)
         if rule.malformed == "envelope":
             return json_response(200, {"Result": {}, "Message": "injected: no ResponseMetadata"})
         if rule.malformed:

@@ -66,12 +66,22 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
-    """An HTTP response to send."""
+    """An HTTP response to send.
+
+    Attributes:
+        status: The HTTP status.
+        body: The body bytes (``Content-Length`` is their length).
+        content_type: The ``Content-Type``.
+        headers: More headers.
+        hang_up: Send the head only and end the connection without the body it promises
+            (the reset fault): the client's read fails mid-answer.
+    """
 
     status: int
     body: bytes = b""
     content_type: str = "application/json; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    hang_up: bool = False
 
 
 async def read_request(scope: Scope, receive: Receive) -> Request:
@@ -114,6 +124,10 @@ async def send_response(send: Send, response: Response) -> None:
     ]
     headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.hang_up:
+        # Returning with the promised body unsent makes the server close the connection:
+        # ASGI has no way to send a TCP reset, and this is what the client sees of one.
+        return
     await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
 

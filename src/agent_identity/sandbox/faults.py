@@ -1,10 +1,11 @@
-"""Fault injection: errors, throttling, latency and garbage bodies, settable at run time.
+"""Fault injection: errors, throttling, latency, resets and garbage bodies, set at run time.
 
 A rule matches an API ``Action`` by name (None: every API action), or a non-API path when the
 name starts with ``/`` (e.g. ``/latest/region_id``, a prefix match). Rules are tried in the
 order they were added; the first that matches *and* fires (its ``rate``, rolled on the
 injectable :class:`random.Random`) applies. A rule with a ``count`` expires after that many
-hits. Faulted answers still carry the proper error envelope.
+hits. Faulted answers still carry the proper error envelope; a ``reset`` rule answers nothing
+usable at all: the connection is dropped mid-answer.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class FaultRule:
             ``"envelope"`` for JSON without ``ResponseMetadata``.
         code: The ``Error.Code``; default from the status (429 ``RequestLimitExceeded``, 503
             ``ServiceUnavailable``, ...).
+        reset: Drop the connection instead of answering: the head goes out promising a body
+            that never comes, and the connection is closed (the client sees the peer hang
+            up mid-answer, as after a reset). Wins over every other effect but ``latency``.
         hits: How many requests it has hit so far.
     """
 
@@ -57,6 +61,7 @@ class FaultRule:
     retry_after: int | None = None
     malformed: Malformed = False
     code: str | None = None
+    reset: bool = False
     hits: int = 0
 
     @property
@@ -95,6 +100,7 @@ class Faults:
         retry_after: int | None = None,
         malformed: Malformed = False,
         code: str | None = None,
+        reset: bool = False,
     ) -> FaultRule:
         """Add a rule and return it (to remove it later).
 
@@ -110,6 +116,7 @@ class Faults:
             malformed: Answer 200 with a non-JSON (True/``"text"``) or envelope-less
                 (``"envelope"``) body.
             code: Override the ``Error.Code``.
+            reset: Drop the connection mid-answer instead of answering (after ``latency``).
 
         Returns:
             The rule.
@@ -125,7 +132,9 @@ class Faults:
             raise ValueError("latency must not be negative")
         if status is None and (latency == 0 or malformed or retry_after is not None):
             status = 503
-        rule = FaultRule(action, status, rate, count, latency, retry_after, malformed, code)
+        rule = FaultRule(
+            action, status, rate, count, latency, retry_after, malformed, code, reset=reset
+        )
         self.rules.append(rule)
         return rule
 

@@ -139,6 +139,17 @@ def _transport_error(exc: httpx.TransportError, action: str) -> VolcengineTransp
     return VolcengineTransportError(status=None, code=code, message=detail, action=action)
 
 
+def _describe(error: VolcengineError) -> str:
+    """What went wrong with one attempt, for the retry log: status and code, or what failed.
+
+    A connection-level failure has no status; its message (httpx's own, which names no
+    header or body) says what happened instead: a reset, a timeout, a refused connection.
+    """
+    if error.status is not None:
+        return f"HTTP {error.status} {error.code}"
+    return f"{error.code}: {error.message}"
+
+
 class SignedTransport:
     """Signs, sends and retries calls to one Volcengine service.
 
@@ -298,7 +309,7 @@ class SignedTransport:
                 action,
                 attempt,
                 max_attempts,
-                error.code,
+                _describe(error),
                 delay,
             )
             await self._sleep(delay)
