@@ -10,7 +10,7 @@ without that to the host key itself (a shared session, never someone else's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from agent_identity.host.events import AgentContext, CommandContext, ToolContext, ToolHookContext
@@ -94,26 +94,35 @@ def effective_key(
         return build_effective_session_key(session_key, personal_session_mode=personal_session_mode)
 
 
-def _resolve(
-    host_key: str | None,
-    sender_id: str | None,
-    channel: str | None,
+@dataclass(frozen=True, slots=True)
+class _Trusted:
+    """What a context says about who sent the message, before the effective key is derived."""
+
+    session_key: str | None
+    sender_id: str | None
+    channel: str | None
+    agent_id: str | None
+
+
+def _build(
+    trusted: _Trusted,
     senders: SenderDirectory | None,
-) -> tuple[str, str | None, str | None]:
-    normalised = normalize_session_key(host_key)
-    sender = _text(sender_id)
-    surface = _text(channel)
+    *,
+    personal_session_mode: bool,
+    kind: CallerKind,
+    operator: bool = False,
+    notify: NotifyContext | None = None,
+) -> Caller:
+    """Derive the caller: a missing sender falls back to the directory's, then none."""
+    host_key = normalize_session_key(trusted.session_key)
+    sender = _text(trusted.sender_id)
+    surface = _text(trusted.channel)
     if sender is None and senders is not None:
-        known: Sender | None = senders.lookup(normalised)
+        known: Sender | None = senders.lookup(host_key)
         if known is not None:
             sender = known.sender_id
             surface = surface or known.channel
-    return normalised, sender, surface.lower() if surface else None
-
-
-def caller_for_command(ctx: CommandContext, *, personal_session_mode: bool) -> Caller:
-    """The caller of an ``/identity`` command (its context always names the sender)."""
-    host_key, sender, channel = _resolve(ctx.session_key, ctx.sender_id, ctx.channel, None)
+    channel = surface.lower() if surface else None
     return Caller(
         session_key=effective_key(
             host_key, sender_id=sender, channel=channel, personal_session_mode=personal_session_mode
@@ -121,15 +130,28 @@ def caller_for_command(ctx: CommandContext, *, personal_session_mode: bool) -> C
         host_session_key=host_key,
         sender_id=sender,
         channel=channel,
-        agent_id=_text(ctx.agent_id),
+        agent_id=_text(trusted.agent_id),
+        operator=operator,
+        notify=notify,
+        kind=kind,
+    )
+
+
+def caller_for_command(ctx: CommandContext, *, personal_session_mode: bool) -> Caller:
+    """The caller of an ``/identity`` command (its context always names the sender)."""
+    sender, channel = _text(ctx.sender_id), _text(ctx.channel)
+    return _build(
+        _Trusted(ctx.session_key, sender, channel, ctx.agent_id),
+        None,
+        personal_session_mode=personal_session_mode,
+        kind="command",
         operator=ctx.is_authorized_sender or bool(ctx.sender_is_owner),
         notify=NotifyContext(
-            channel=channel,
+            channel=channel.lower() if channel else None,
             sender_id=sender,
             to=_text(ctx.to) or _text(ctx.from_),
             account_id=_text(ctx.account_id),
         ),
-        kind="command",
     )
 
 
@@ -139,27 +161,22 @@ def caller_for_tool(
     """The caller of an ``identity_*`` tool (from the tool factory's trusted context)."""
     delivery = ctx.delivery_context
     channel = ctx.message_channel or (delivery.channel if delivery is not None else None)
-    host_key, sender, surface = _resolve(ctx.session_key, ctx.requester_sender_id, channel, senders)
+    caller = _build(
+        _Trusted(ctx.session_key, ctx.requester_sender_id, channel, ctx.agent_id),
+        senders,
+        personal_session_mode=personal_session_mode,
+        kind="tool",
+        operator=bool(ctx.sender_is_owner),
+    )
     # The delivery context is the conversation the tool runs in: follow-ups go back there.
     notify = NotifyContext(
-        channel=surface,
-        sender_id=sender,
+        channel=caller.channel,
+        sender_id=caller.sender_id,
         to=_text(delivery.to) if delivery is not None else None,
         account_id=(_text(delivery.account_id) if delivery is not None else None)
         or _text(ctx.agent_account_id),
     )
-    return Caller(
-        session_key=effective_key(
-            host_key, sender_id=sender, channel=surface, personal_session_mode=personal_session_mode
-        ),
-        host_session_key=host_key,
-        sender_id=sender,
-        channel=surface,
-        agent_id=_text(ctx.agent_id),
-        operator=bool(ctx.sender_is_owner),
-        notify=notify,
-        kind="tool",
-    )
+    return replace(caller, notify=notify)
 
 
 def caller_for_tool_hook(
@@ -169,17 +186,12 @@ def caller_for_tool_hook(
     requester = ctx.requester
     sender_id = requester.sender_id if requester is not None else None
     channel = (requester.channel if requester is not None else None) or ctx.channel_id
-    host_key, sender, surface = _resolve(ctx.session_key, sender_id, channel, senders)
-    return Caller(
-        session_key=effective_key(
-            host_key, sender_id=sender, channel=surface, personal_session_mode=personal_session_mode
-        ),
-        host_session_key=host_key,
-        sender_id=sender,
-        channel=surface,
-        agent_id=_text(ctx.agent_id),
-        operator=bool(requester.sender_is_owner) if requester is not None else False,
+    return _build(
+        _Trusted(ctx.session_key, sender_id, channel, ctx.agent_id),
+        senders,
+        personal_session_mode=personal_session_mode,
         kind="hook",
+        operator=bool(requester.sender_is_owner) if requester is not None else False,
     )
 
 
@@ -187,17 +199,10 @@ def caller_for_agent(
     ctx: AgentContext, *, senders: SenderDirectory, personal_session_mode: bool
 ) -> Caller:
     """The caller of ``before_agent_start``."""
-    host_key, sender, surface = _resolve(
-        ctx.session_key, ctx.sender_id, ctx.channel or ctx.channel_id, senders
-    )
-    return Caller(
-        session_key=effective_key(
-            host_key, sender_id=sender, channel=surface, personal_session_mode=personal_session_mode
-        ),
-        host_session_key=host_key,
-        sender_id=sender,
-        channel=surface,
-        agent_id=_text(ctx.agent_id),
+    return _build(
+        _Trusted(ctx.session_key, ctx.sender_id, ctx.channel or ctx.channel_id, ctx.agent_id),
+        senders,
+        personal_session_mode=personal_session_mode,
         kind="hook",
     )
 
