@@ -150,6 +150,29 @@ async def test_a_trickled_head_gets_408_when_its_time_is_up(
     assert served[1].statistics().timeouts == 1
 
 
+async def test_a_stream_of_empty_lines_is_a_head_that_never_ends(
+    autojump_clock: trio.testing.MockClock, connect: Any
+) -> None:
+    conn = await connect()
+    start = trio.current_time()
+
+    async def empty_lines() -> None:
+        while True:
+            try:
+                await conn.send(b"\r\n")
+            except OSError:
+                return
+            await trio.sleep(1)
+
+    with trio.fail_after(LIMITS.head_timeout * 3):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(empty_lines)
+            head = await conn.response_head()
+            nursery.cancel_scope.cancel()
+    assert head.startswith(b"HTTP/1.1 408")  # not the silent close of an idle connection
+    assert trio.current_time() - start <= LIMITS.head_timeout + SLACK
+
+
 async def test_a_body_that_stops_coming_gets_408(
     autojump_clock: trio.testing.MockClock, connect: Any, served: tuple[Path, UdsHttpServer]
 ) -> None:

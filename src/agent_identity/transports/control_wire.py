@@ -342,7 +342,8 @@ def decode_request(body: bytes) -> ControlRequest:
     """
     try:
         return _REQUESTS.decode(body)
-    except msgspec.DecodeError as exc:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 inside a string.
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"malformed request: {str(exc)[:_PROBLEM]}") from None
 
 
@@ -354,7 +355,7 @@ def decode_reply(body: bytes) -> ControlReply:
     """
     try:
         return _REPLIES.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"malformed reply: {str(exc)[:_PROBLEM]}") from None
 
 

@@ -57,6 +57,7 @@ _HEADER_BLOCK = re.compile(rb"(?:[" + _TCHAR + rb"]+:[\t\x20-\x7e\x80-\xff]*\r\n
 _TOKEN = re.compile(rb"[" + _TCHAR + rb"]+")
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMPTY_LINES = re.compile(rb"(?:\r\n)+")
 # Headers that must appear at most once: a second copy is ambiguous, not a list.
 _SINGLETONS = frozenset({"content-length", "host"})
 _MAX_CONTENT_LENGTH_DIGITS = 18
@@ -137,9 +138,9 @@ def split_head(buf: bytes, limits: HeadLimits) -> tuple[bytes, bytes]:
         HttpError: The head is already too large, or uses bare LF line endings.
     """
     # RFC 9112 2.2: ignore empty lines before a request line (some clients send a CRLF
-    # after a body).
-    while buf[:2] == b"\r\n":
-        buf = buf[2:]
+    # after a body); one match, not a loop of slices, so a flood of them stays linear.
+    if buf[:2] == b"\r\n" and (empty := _EMPTY_LINES.match(buf)) is not None:
+        buf = buf[empty.end() :]
     end = buf.find(b"\r\n\r\n")
     max_request_line = limits.max_request_line
     if end >= 0:
