@@ -10,7 +10,7 @@ import pytest
 
 from agent_identity.host.caller import Caller
 from agent_identity.host.commands import IdentityCommands
-from agent_identity.host.contract import IdentityCommand, Risk, Whoami
+from agent_identity.host.contract import IdentityCommand, Risk, SetBinding, Whoami
 from agent_identity.host.deps import HostDeps
 from agent_identity.host.outcome import OperationError, Outcome
 from agent_identity.host.senders import Sender
@@ -155,3 +155,9 @@ async def test_tool_failures_are_raised_safely(stack: Stack) -> None:
         tools.for_context({"sessionKey": 12})
     assert context.value.code == "invalid_context"
     assert tools.failures == 2
+
+
+async def test_failures_name_the_subcommand_the_user_typed(stack: Stack) -> None:
+    commands = IdentityCommands(stack.deps, {SetBinding: _crash})
+    reply = await commands.handle({"args": "set openai OPENAI_API_KEY"})
+    assert reply.text == "⚠️ /identity set failed. Please try again later."

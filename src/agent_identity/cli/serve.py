@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a graceful stop (SIGINT/SIGTERM or ``ctl shutdown``), 1 when it cannot
 start (another server runs on the same data folder, a port is taken, the store cannot be
-decrypted) or fails, 2 for a bad command line or an invalid config (every problem printed).
+decrypted) or fails (an actor keeps crashing and the supervision tree gives up: the reason is
+printed), 2 for a bad command line or an invalid config (every problem printed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subpa
 from agent_identity.cli.config_command import default_config_path
 from agent_identity.cli.logs import LogFormat, configure_logging
 from agent_identity.config import ConfigError, LoadedConfig, load_config, secret_values
-from agent_identity.kernel import ChildStartFailed
+from agent_identity.kernel import ChildStartFailed, SupervisorGaveUp
 from agent_identity.system.serve import ServerInfo, run_server
 from agent_identity.transports.uds_socket import UnixListenerError
 
@@ -147,6 +148,10 @@ def serve_loaded(
         return EXIT_FAILURE
     except ChildStartFailed as exc:
         io.err.write(f"error: the identity system could not start: {exc}\n")
+        return EXIT_FAILURE
+    except SupervisorGaveUp as exc:
+        # Escalation past the root: the supervisors already logged the crash that tipped it.
+        io.err.write(f"error: the identity system stopped: {exc}\n")
         return EXIT_FAILURE
     except OSError as exc:
         io.err.write(f"error: {exc.strerror or exc}\n")

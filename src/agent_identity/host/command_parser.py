@@ -63,6 +63,7 @@ __all__ = [
     "parse_identity_args",
     "sanitize_args",
     "split_command_body",
+    "subcommand_name",
     "tokenize",
     "usage",
 ]
@@ -257,6 +258,14 @@ _SUBS: Final[Mapping[str, _Sub]] = {
 }  # fmt: skip
 _ALIASES: Final = {"list": "list-credentials", "-h": "help", "--help": "help", "?": "help"}
 _HELP: Final = frozenset({"-h", "--help"})
+
+
+def subcommand_name(parsed: IdentityCommand) -> str:
+    """The subcommand word a parsed command came from (``SetBinding`` → ``set``)."""
+    for name, sub in _SUBS.items():
+        if sub.make is type(parsed):
+            return name
+    return type(parsed).__name__.lower()
 
 
 def help_text(command: str = COMMAND_NAME) -> str:

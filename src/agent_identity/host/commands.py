@@ -29,6 +29,7 @@ from agent_identity.host.command_parser import (
     help_text,
     parse_identity_args,
     split_command_body,
+    subcommand_name,
     usage,
 )
 from agent_identity.host.contract import (
@@ -124,7 +125,7 @@ class IdentityCommands:
             text = help_text(name) if parsed.topic is None else usage(parsed.topic, name)
             return ReplyPayload(text=text)
         handler = self._handlers.get(type(parsed))
-        sub = type(parsed).__name__.lower()
+        sub = subcommand_name(parsed)
         if handler is None:
             self.failed += 1
             return ReplyPayload(text=f"⚠️ /{name} {sub} is not available.", is_error=True)
