@@ -216,7 +216,7 @@ def parse_response(api: LlmApi, body: bytes) -> LlmVerdict:
     """
     try:
         document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         raise LlmAnswerError("response is not JSON") from None
     text: str | None = None
     if isinstance(document, dict):
@@ -245,7 +245,7 @@ def parse_verdict(text: str) -> LlmVerdict:
         try:
             document = msgspec.json.decode(candidate)
             break
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             continue
     if not isinstance(document, dict):
         raise LlmAnswerError("answer is not a JSON object")

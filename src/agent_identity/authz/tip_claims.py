@@ -23,7 +23,7 @@ Malformed input raises :class:`TipClaimsError`, whose message never contains tok
 from __future__ import annotations
 
 import datetime as dt
-import math
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,7 +160,8 @@ def decode_tip_claims(token: str) -> TipClaims:
         raise TipClaimsError("the TIP is empty")
     if len(token) > MAX_TIP_LENGTH:
         raise TipClaimsError(f"the TIP is longer than {MAX_TIP_LENGTH} characters")
-    if token.count(".") != 2:
+    # A compact JWS is ASCII; PyJWT would fail to encode a lone surrogate with a UnicodeError.
+    if token.count(".") != 2 or not token.isascii():
         raise TipClaimsError("the TIP is not a compact JWT (header.payload.signature)")
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -239,6 +240,8 @@ def _timestamp(claims: Mapping[str, Any], name: str) -> int | None:
     # bool is an int subclass; a JSON true is no timestamp.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TipClaimsError(f"the TIP's {name} claim is not a number")
-    if not math.isfinite(value):  # Python's json accepts NaN and Infinity
+    # Python's json accepts NaN, Infinity and integers of any size; a time must fit a float
+    # (expires_in subtracts one). NaN fails every comparison, so it fails this one too.
+    if not -sys.float_info.max <= value <= sys.float_info.max:
         raise TipClaimsError(f"the TIP's {name} claim is not a finite number")
     return int(value)

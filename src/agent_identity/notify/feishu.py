@@ -298,7 +298,7 @@ class FeishuNotifier:
             return _failed(f"token request failed: {_describe(exc, secrets)}")
         try:
             answer = msgspec.json.decode(response.content, type=TokenAnswer)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return _failed(f"token request failed: HTTP {response.status_code}, not JSON")
         if answer.code != OK or not answer.tenant_access_token:
             message = _scrub(answer.msg, secrets)
@@ -323,7 +323,7 @@ class FeishuNotifier:
             return _failed(f"send failed: {_describe(exc, secrets)}")
         try:
             answer = msgspec.json.decode(response.content, type=SendAnswer)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return _failed(f"send failed: HTTP {response.status_code}, not JSON")
         if answer.code != OK or not response.is_success:
             message = _scrub(answer.msg, secrets)

@@ -165,7 +165,7 @@ async def fetch_provider_metadata(
         raise OidcError(
             "discovery_invalid", f"The OpenID configuration at {document_url} is invalid: {exc}."
         ) from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise OidcError(
             "discovery_invalid", f"The OpenID configuration at {document_url} is not JSON."
         ) from exc

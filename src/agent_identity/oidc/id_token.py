@@ -40,6 +40,9 @@ leeway: accepting expired tokens is what a leeway must not widen.
 """
 
 _MAX_SHOWN = 120
+# The last second of year 9999 (UTC): later "times" cannot be shown, stored as epoch
+# milliseconds or added to, so a claim beyond it is refused rather than carried along.
+_MAX_TIME = 253_402_300_799
 
 
 def _show(value: object) -> str:
@@ -78,6 +81,10 @@ def _number(claims: Mapping[str, Any], name: str) -> int:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OidcError("id_token_missing_claim", f"The ID token lacks a numeric {name!r} claim.")
+    # Python's json accepts NaN, Infinity and integers of any size; int() or arithmetic on
+    # those raises. NaN fails every comparison, so it fails this one too.
+    if not -_MAX_TIME <= value <= _MAX_TIME:
+        raise OidcError("id_token_missing_claim", f"The ID token's {name!r} is not a valid time.")
     return int(value)
 
 
@@ -128,6 +135,8 @@ class IdTokenValidator:
         self._now = now
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
+        if not token.isascii():  # PyJWT would fail to encode a lone surrogate (UnicodeError)
+            raise OidcError("id_token_malformed", "The ID token is not a well-formed JWT.")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -134,7 +134,7 @@ def http_jwks_fetcher(http: httpx.AsyncClient, jwks_uri: str) -> JwksFetcher:
             )
         try:
             return msgspec.json.decode(response.content)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise OidcError("jwks_failed", "The provider's signing keys are not JSON.") from exc
 
     return fetch

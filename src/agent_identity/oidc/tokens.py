@@ -154,14 +154,14 @@ async def request_tokens(
     if response.status_code == 200:
         try:
             return msgspec.json.decode(response.content, type=TokenResponse, strict=False)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise OidcError(
                 "token_response_invalid",
                 f"The identity provider's token response is not valid ({scrub(str(exc), masked)}).",
             ) from exc
     try:
         error = msgspec.json.decode(response.content, type=_ErrorResponse)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         error = None
     if error is None:
         raise OidcError(

@@ -99,7 +99,8 @@ class BridgeApp:
             return json_error(405, "method_not_allowed", f"/{kind} takes POST.", headers=_POST)
         try:
             return await handler(rest, request.body or b"{}")
-        except msgspec.DecodeError as exc:
+        # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 inside a string.
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return json_error(400, "invalid_json", f"The body does not fit /{kind}: {exc}")
 
     def _definitions(self) -> HttpResponse:

@@ -247,7 +247,7 @@ class LocalServerApp:
     async def _tool(self, name: str, request: HttpRequest) -> HttpResponse:
         try:
             body = msgspec.json.decode(request.body or b"{}", type=_ToolBody)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string
             return await _answer(
                 json_error(400, "invalid_json", f"The body must be {{params, session}}: {exc}")
             )

@@ -84,7 +84,7 @@ def parse_credentials_file(data: bytes, path: str) -> FileCredentials:
     except msgspec.ValidationError as exc:
         # msgspec reports the path and the expected type, never the value.
         raise _invalid(path, f"unexpected shape ({exc})") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _invalid(path, "not valid JSON") from exc
     if not document.access_key_id or not document.secret_access_key:
         raise _invalid(path, "access_key_id and secret_access_key are required")

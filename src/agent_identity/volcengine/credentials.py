@@ -358,7 +358,7 @@ class CredentialChain:
             raise _metadata_error(f"answered HTTP {response.status_code}", response.status_code)
         try:
             document = msgspec.json.decode(response.content, type=_MetadataDocument)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise _metadata_error("answered something that is not the credentials JSON") from exc
         if not document.access_key_id or not document.secret_access_key:
             raise _metadata_error("answered no AccessKeyId/SecretAccessKey")

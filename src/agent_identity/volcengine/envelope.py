@@ -69,7 +69,7 @@ def _envelope(body: bytes) -> tuple[_Envelope | None, str]:
     except msgspec.ValidationError as exc:
         # The path and expected type only; msgspec never quotes the offending value.
         return None, f"the body is not a valid envelope: {exc}"
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None, "the body is not JSON"
 
 
