@@ -13,6 +13,8 @@ loopback, and against it the pieces of a running system that serve TIPs, wired a
 (4 attempts, full jitter, ``Retry-After`` honoured), the TIP minter, the session store, the
 OIDC client that renews user tokens with their rotating refresh tokens, and the TIP
 refresher. ``--sessions`` users log in through the user pool's real authorization-code flow.
+The stack is the fault tests' own (``tests/reliability/test_faults_support.py``, loaded by its
+path): the same wiring, clocks, counters and leak check as ``tests/reliability/test_faults_*``.
 
 Time: by default Trio runs on a ``MockClock`` that jumps whenever every task waits on a timer,
 and every wall clock (the refresher's, the clients' ``X-Date``, the ID-token checks, the
@@ -55,371 +57,64 @@ recovery, a secret in a log line), so CI fails on it; 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import importlib.util
 import json
 import logging
 import math
-import random
-import re
 import sys
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
 
-import httpx
-import jwt
 import trio
 import trio.testing
 
-from agent_identity.actors.session_store import SessionStore
-from agent_identity.actors.tip_messages import NoTip, TipInfo, TipOutcome, TipRefresherClient
-from agent_identity.actors.tip_mint import IdentityTipMinter
-from agent_identity.actors.tip_refresher import TipRefresher
-from agent_identity.config import IdentityConfig
-from agent_identity.oidc import OidcClient, OidcSettings, new_login_secrets
-from agent_identity.sandbox import Sandbox, open_sandbox
-from agent_identity.sandbox.faults import FaultRule
-from agent_identity.storage import MemoryBackend, SessionRecord
-from agent_identity.system.services import DEFAULT_HTTP_TIMEOUT
-from agent_identity.volcengine import IdentityClient, SigningCredentials
-from agent_identity.volcengine.retry import DEFAULT_RETRY_POLICY
-from agent_identity.volcengine.transport import static_credentials
+#: The fault suite's stack, shared with the tests (this script is not a package, so it loads
+#: the module by its path): the sandbox, the TIP path wired as ``build_tree`` wires it, the
+#: simulated clock, the wire counters, the answer tally and the leak check.
+SUPPORT = Path(__file__).resolve().parents[2] / "tests" / "reliability" / "test_faults_support.py"
 
-POOL = "agent-identity-dev"
-CLIENT_ID = "client-openclaw-0001"
-CLIENT_SECRET = "openclaw-gateway-client-secret"  # the sandbox seed's demo client  # noqa: S105
-PASSWORDS = {"alice": "alice-password", "bob": "bob-password"}
-CALLBACK = "http://127.0.0.1:18789/identity/oauth/callback"
-MINT = "GetWorkloadAccessTokenForJWT"
-USERPOOL = "/userpool/"
-MAX_ATTEMPTS = DEFAULT_RETRY_POLICY.max_attempts
+
+def _load_support() -> ModuleType:
+    name = "faults_support"
+    spec = importlib.util.spec_from_file_location(name, SUPPORT)
+    if spec is None or spec.loader is None:
+        raise ImportError(name, SUPPORT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+support = _load_support()
+Stack = support.Stack
+USERPOOL: str = support.USERPOOL
+MINT: str = support.MINT
+POOL: str = support.POOL
+MAX_ATTEMPTS: int = support.MAX_ATTEMPTS
 #: The simulated epoch at Trio time 0 (fixed: runs are comparable).
-SIMULATED_T0 = 1_800_000_000.0
-
-_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
-_ATTEMPT = re.compile(r"attempt=(\d+)")
+SIMULATED_T0: float = support.T0
 
 progress = logging.getLogger("soak")
 
 
-class Clock:
-    """The gateway's wall clock, ``t0 + trio.current_time()``; the sandbox's adds ``skew``."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.skew = 0.0
-
-    def __call__(self) -> float:
-        return self.t0 + trio.current_time()
-
-    def upstream(self) -> float:
-        """The control plane's (and the IdP's) clock."""
-        return self() + self.skew
-
-    def utc(self) -> dt.datetime:
-        """The gateway's clock as an aware datetime (``X-Date``)."""
-        return dt.datetime.fromtimestamp(self(), dt.UTC)
-
-
-class Wire:
-    """Counts the requests the system sends (an httpx request hook).
-
-    Control-plane attempts are kept as ``(invocation id, attempt number)``: the SDK headers
-    ``X-Sdk-Invocation-Id`` (the same on every attempt of one call) and ``X-Sdk-Request``.
-    """
-
-    def __init__(self) -> None:
-        self.attempts: list[tuple[str, int]] = []
-        self.idp = 0
-
-    async def on_request(self, request: httpx.Request) -> None:
-        """Record one request (httpx awaits this before sending it)."""
-        await trio.lowlevel.checkpoint()
-        invocation = request.headers.get("x-sdk-invocation-id")
-        if invocation is not None:
-            found = _ATTEMPT.search(request.headers.get("x-sdk-request", ""))
-            self.attempts.append((invocation, int(found.group(1)) if found else 0))
-        elif request.url.path.startswith(USERPOOL):
-            self.idp += 1
-
-    def calls_between(self, since: int, until: int) -> dict[str, list[int]]:
-        """Attempt numbers per call, for the calls whose first attempt is in ``[since, until)``.
-
-        ``since`` and ``until`` are lengths of :attr:`attempts` taken earlier; a call's later
-        attempts count even when they came after ``until``.
-        """
-        first: dict[str, int] = {}
-        calls: dict[str, list[int]] = {}
-        for index, (invocation, number) in enumerate(self.attempts):
-            first.setdefault(invocation, index)
-            if since <= first[invocation] < until:
-                calls.setdefault(invocation, []).append(number)
-        return calls
-
-
-class LogWatch(logging.Handler):
-    """Keeps the system's log lines of the current fault, to count them and check for leaks."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def take(self) -> list[logging.LogRecord]:
-        """The records since the last call."""
-        taken, self.records = self.records, []
-        return taken
-
-
-@dataclass
-class Tally:
-    """What the asking client got."""
-
-    requests: int = 0
-    served: int = 0
-    from_cache: int = 0
-    expired: int = 0
-    expired_upstream: int = 0
-    no_tip: Counter[str] = field(default_factory=Counter)
-    tokens: set[str] = field(default_factory=set, repr=False)
-
-    def count(self, outcome: TipOutcome, clock: Clock) -> None:
-        """Count one answer, checking it against both clocks as it is returned."""
-        self.requests += 1
-        if isinstance(outcome, NoTip):
-            self.no_tip[outcome.code] += 1
-            return
-        self.served += 1
-        self.from_cache += outcome.cached
-        self.expired += outcome.expires_at <= clock()
-        exp = jwt.decode(outcome.token, options={"verify_signature": False})["exp"]
-        self.expired_upstream += float(exp) <= clock.upstream()
-        self.tokens.add(outcome.token)
-
-
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden" and "name" in found:
-            self.fields[found["name"]] = found.get("value", "")
-
-
-@dataclass
-class Stack:
-    """The sandbox and the system's TIP path, with the asking client's helpers."""
-
-    sb: Sandbox
-    http: httpx.AsyncClient
-    clock: Clock
-    wire: Wire
-    identity_client: IdentityClient
-    oidc: OidcClient
-    store: SessionStore
-    refresher: TipRefresher
-    sessions: list[str] = field(default_factory=list)
-    secrets: set[str] = field(default_factory=set, repr=False)
-
-    @property
-    def tips(self) -> TipRefresherClient:
-        """The refresher's client."""
-        return self.refresher.client
-
-    async def login(self, key: str, username: str) -> None:
-        """Log ``username`` in under ``key`` through the user pool's form; store the session."""
-        login = new_login_secrets()
-        page = await self.http.get(await self.oidc.authorization_url(login))
-        form = _FormReader()
-        form.feed(page.text)
-        answer = await self.http.post(
-            urljoin(str(page.url), form.action),
-            data={**form.fields, "username": username, "password": PASSWORDS[username]},
-        )
-        if answer.status_code not in {302, 303}:
-            raise RuntimeError(f"login of {username} failed: HTTP {answer.status_code}")
-        query = parse_qs(urlsplit(answer.headers["location"]).query)
-        tokens = await self.oidc.exchange_code(
-            query["code"][0],
-            code_verifier=login.code_verifier,
-            nonce=login.nonce,
-            iss=query["iss"][0],
-        )
-        if tokens.claims is None or tokens.id_token is None:
-            raise RuntimeError(f"login of {username} returned no ID token")
-        self.secrets.update(t for t in (tokens.id_token, tokens.refresh_token) if t)
-        await self.store.client.put(
-            SessionRecord(
-                session_key=key,
-                sub=tokens.claims.sub,
-                user_token=tokens.id_token,
-                expires_at=float(tokens.claims.exp),
-                login_at=self.clock(),
-                refresh_token=tokens.refresh_token,
-            )
-        )
-        self.sessions.append(key)
-
-    async def ask_all(self, tally: Tally) -> list[TipOutcome]:
-        """Ask for every session's TIP at once, like concurrent host handlers."""
-        answers: dict[str, TipOutcome] = {}
-
-        async def one(key: str) -> None:
-            answers[key] = outcome = await self.tips.get_tip(key)
-            tally.count(outcome, self.clock)
-
-        async with trio.open_nursery() as nursery:
-            for key in self.sessions:
-                nursery.start_soon(one, key)
-        return [answers[key] for key in self.sessions]
-
-    async def drive(self, seconds: float, every: float, tally: Tally) -> None:
-        """Ask for every session's TIP every ``every`` seconds, for ``seconds``."""
-        start = trio.current_time()
-        tick = 0
-        await trio.lowlevel.checkpoint()  # even when ``seconds`` leaves no tick at all
-        while trio.current_time() < start + seconds:
-            await self.ask_all(tally)
-            tick += 1
-            # A fixed cadence: an ask that waited on a mint does not shift the later ones.
-            await trio.sleep_until(start + tick * every)
-
-    async def healthy(self, tally: Tally) -> bool:
-        """Every session gets a TIP and none is backing off after a failed refresh."""
-        answers = await self.ask_all(tally)
-        if not all(isinstance(answer, TipInfo) for answer in answers):
-            return False
-        listed = {summary.session_key: summary for summary in await self.tips.list_tips()}
-        return all(key in listed and listed[key].failures == 0 for key in self.sessions)
-
-    async def recover(self, limit: float, every: float, tally: Tally) -> float | None:
-        """Seconds until every session is healthy (asking every ``every``); None past ``limit``."""
-        start = trio.current_time()
-        while not await self.healthy(tally):
-            if trio.current_time() - start >= limit:
-                return None
-            await trio.sleep(every)
-        return trio.current_time() - start
-
-    async def all_secrets(self) -> set[str]:
-        """Keys, the client secret, passwords and every token the run has seen or stored."""
-        found = {self.sb.secret_access_key, CLIENT_SECRET, *PASSWORDS.values(), *self.secrets}
-        await trio.lowlevel.checkpoint()  # even without sessions
-        for key in self.sessions:
-            view = await self.store.client.get(key, renewable=True)
-            if view is not None:
-                found.add(view.user_token)
-            refresh = await self.store.client.get_refresh_token(key)
-            if refresh is not None:
-                found.add(refresh)
-        return found
-
-
-@asynccontextmanager
-async def open_stack(args: argparse.Namespace, t0: float) -> AsyncIterator[Stack]:
-    """Run the sandbox and the TIP path on one clock, with ``args.sessions`` logged in."""
-    clock = Clock(t0)
-    wire = Wire()
-    seed = args.seed
-    async with (
-        # Seeded for comparable runs; fault rolls and jitter need no cryptographic randomness.
-        open_sandbox(rng=random.Random(seed), clock=clock.upstream) as sb,  # noqa: S311
-        httpx.AsyncClient(
-            timeout=DEFAULT_HTTP_TIMEOUT, event_hooks={"request": [wire.on_request]}
-        ) as http,
-        trio.open_nursery() as nursery,
-    ):
-        pool = sb.state.user_pool(POOL)
-        if pool is None:
-            raise RuntimeError(f"the sandbox seed has no user pool {POOL!r}")
-        # Shorter-lived id_tokens make the refresher renew them (at the IdP) during every
-        # fault, not once an hour.
-        pool.clients[CLIENT_ID].id_token_lifetime = args.user_token_seconds
-        identity_client = IdentityClient(
-            http,
-            endpoint=sb.base_url,
-            credentials=static_credentials(
-                SigningCredentials(sb.access_key_id, sb.secret_access_key)
-            ),
-            rng=random.Random(seed + 1),  # noqa: S311
-            now=clock.utc,
-        )
-        store = SessionStore(MemoryBackend(now=clock), now=clock)
-        await nursery.start(store.run)
-        settings = OidcSettings(
-            discovery_url=sb.user_pool_discovery_url(POOL),
-            client_id=CLIENT_ID,
-            redirect_uri=CALLBACK,
-            client_secret=CLIENT_SECRET,
-        )
-        oidc = OidcClient(settings, http, now=clock)
-        config = IdentityConfig(duration_seconds=args.tip_seconds)
-        refresher = TipRefresher(
-            IdentityTipMinter.from_config(identity_client, config),
-            store.client,
-            config=config,
-            renewer=oidc,
-            rng=random.Random(seed + 2),  # noqa: S311
-            wall=clock,
-        )
-        await nursery.start(refresher.run)
-        stack = Stack(sb, http, clock, wire, identity_client, oidc, store, refresher)
-        try:
-            for n in range(args.sessions):
-                await stack.login(f"agent:soak:{n}", ("alice", "bob")[n % 2])
-            yield stack
-        finally:
-            with trio.move_on_after(10, shield=True):
-                await refresher.stop()
-                await store.stop()
-            nursery.cancel_scope.cancel()
-
-
 # -- the faults ----------------------------------------------------------------------------
 
+#: Removes a fault once it has lasted long enough.
 Undo = Callable[[], None]
-
-
-def _removing(sb: Sandbox, rules: Sequence[FaultRule]) -> Undo:
-    def undo() -> None:
-        for rule in rules:
-            sb.faults.remove(rule)
-
-    return undo
-
-
-def _five_xx(sb: Sandbox, target: str | None, rate: float) -> list[FaultRule]:
-    statuses = (500, 502, 503, 504)
-    share = rate / len(statuses)
-    # Rules are rolled in order: each later one's rate is its share of what is left.
-    return [
-        sb.faults.add(target, status=status, rate=share / (1.0 - n * share))
-        for n, status in enumerate(statuses)
-    ]
 
 
 def fault_5xx(stack: Stack) -> Undo:
     """30 % of control-plane and IdP requests answer 500/502/503/504."""
     sb = stack.sb
-    return _removing(sb, _five_xx(sb, None, 0.3) + _five_xx(sb, USERPOOL, 0.3))
+    return stack.removing(support.add_5xx(sb, None, 0.3) + support.add_5xx(sb, USERPOOL, 0.3))
 
 
 def fault_429(stack: Stack) -> Undo:
     """Half of the control-plane requests are throttled with ``Retry-After: 2``."""
-    sb = stack.sb
-    return _removing(sb, [sb.faults.add(None, status=429, retry_after=2, rate=0.5)])
+    return stack.removing([stack.sb.faults.add(None, status=429, retry_after=2, rate=0.5)])
 
 
 def fault_latency(stack: Stack) -> Undo:
@@ -429,19 +124,17 @@ def fault_latency(stack: Stack) -> Undo:
         sb.faults.add(None, latency=2.0, rate=0.5),
         sb.faults.add(USERPOOL, latency=2.0, rate=0.5),
     ]
-    return _removing(sb, rules)
+    return stack.removing(rules)
 
 
 def fault_reset(stack: Stack) -> Undo:
     """30 % of the control-plane requests are hung up on mid-answer."""
-    sb = stack.sb
-    return _removing(sb, [sb.faults.add(None, reset=True, rate=0.3)])
+    return stack.removing([stack.sb.faults.add(None, reset=True, rate=0.3)])
 
 
 def fault_malformed(stack: Stack) -> Undo:
     """30 % of the mints answer 200 with a body that is not JSON."""
-    sb = stack.sb
-    return _removing(sb, [sb.faults.add(MINT, malformed=True, rate=0.3)])
+    return stack.removing([stack.sb.faults.add(MINT, malformed=True, rate=0.3)])
 
 
 def fault_rotation(stack: Stack) -> Undo:
@@ -466,8 +159,7 @@ def fault_skew(seconds: float) -> Callable[[Stack], Undo]:
 
 def fault_outage(stack: Stack) -> Undo:
     """Every control-plane request answers 503."""
-    sb = stack.sb
-    return _removing(sb, [sb.faults.add(None, status=503)])
+    return stack.removing([stack.sb.faults.add(None, status=503)])
 
 
 #: Lifetimes of a TIP an outage lasts: long enough to outlive every cached TIP.
@@ -489,15 +181,20 @@ FAULTS: list[tuple[str, Callable[[Stack], Undo]]] = [
 # -- the run -------------------------------------------------------------------------------
 
 
-def _leaks(records: Sequence[logging.LogRecord], secrets: set[str]) -> int:
-    formatter = logging.Formatter()
-    found = 0
-    for record in records:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + formatter.formatException(record.exc_info)
-        found += bool(_JWT.search(text)) or any(secret in text for secret in secrets)
-    return found
+class LogWatch(logging.Handler):
+    """Keeps the system's log lines of the current fault, to count them and check for leaks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def take(self) -> list[logging.LogRecord]:
+        """The records since the last call."""
+        taken, self.records = self.records, []
+        return taken
 
 
 def _example(records: Sequence[logging.LogRecord]) -> str | None:
@@ -520,47 +217,38 @@ async def soak_one(
     watch = LogWatch()
     logging.getLogger("agent_identity").addHandler(watch)
     try:
-        healthy_before = await stack.recover(args.recovery_limit, 1.0, Tally()) is not None
-        before = stack.identity_client.statistics()
-        mark = len(stack.wire.attempts)
-        idp_before = stack.wire.idp
-        tally = Tally()
-        undo = apply(stack)
-        try:
-            await stack.drive(seconds, args.every, tally)
-        finally:
-            undo()
-        end = len(stack.wire.attempts)
-        after = stack.identity_client.statistics()
-        idp = stack.wire.idp - idp_before
-        recovery_tally = Tally()
-        recovery = await stack.recover(args.recovery_limit, 1.0, recovery_tally)
-        # Read after the recovery: a call still retrying when the fault ended has finished.
-        during = stack.wire.calls_between(mark, end)
+        healthy_before = (await stack.recover(within=args.recovery_limit)).recovered
+        window = await stack.through(
+            apply(stack), seconds, every=args.every, within=args.recovery_limit
+        )
         records = watch.take()
-        leaks = _leaks(records, await stack.all_secrets() | tally.tokens | recovery_tally.tokens)
+        # Every secret of the run: keys, passwords, the logins' and stored tokens, every TIP.
+        leaks = len(support.no_secrets_in(records, await stack.secrets()))
     finally:
         logging.getLogger("agent_identity").removeHandler(watch)
-    attempts = sum(len(numbers) for numbers in during.values())
-    most = max((len(numbers) for numbers in during.values()), default=0)
-    numbered = all(numbers == list(range(1, len(numbers) + 1)) for numbers in during.values())
+    # Read after the recovery: a call still retrying when the fault ended has finished.
+    calls = [[attempt.number for attempt in call] for call in window.calls]
+    attempts = sum(len(numbers) for numbers in calls)
+    most = max((len(numbers) for numbers in calls), default=0)
+    numbered = all(numbers == list(range(1, len(numbers) + 1)) for numbers in calls)
+    tally, recovery = window.during, window.recovery
     return {
         "fault": name,
         "requests": tally.requests,
         "served": tally.served,
         "served_from_cache": tally.from_cache,
-        "expired_served": tally.expired + recovery_tally.expired,
-        "control_plane_calls": len(during),
-        "retries": attempts - len(during),
+        "expired_served": tally.expired + recovery.tally.expired,
+        "control_plane_calls": len(calls),
+        "retries": attempts - len(calls),
         "retries_per_call_max": max(most - 1, 0),
-        "recovered": recovery is not None,
-        "recovery_seconds": None if recovery is None else round(recovery, 3),
+        "recovered": recovery.recovered,
+        "recovery_seconds": None if recovery.seconds is None else round(recovery.seconds, 3),
         "no_tip": dict(tally.no_tip),
-        "expired_served_upstream": tally.expired_upstream + recovery_tally.expired_upstream,
+        "expired_served_upstream": tally.expired_upstream + recovery.tally.expired_upstream,
         "attempts": attempts,
         "attempts_numbered": numbered,
-        "failed_calls": after.failures - before.failures,
-        "idp_requests": idp,
+        "failed_calls": window.removed.failures - window.before.failures,
+        "idp_requests": len(window.idp),
         "healthy_before": healthy_before,
         "log_records": len(records),
         "log_warnings": sum(r.levelno >= logging.WARNING for r in records),
@@ -591,9 +279,18 @@ async def run(args: argparse.Namespace) -> int:
     t0 = time.time() - trio.current_time() if args.real else SIMULATED_T0
     selected = [(name, apply) for name, apply in FAULTS if not args.only or name in args.only]
     failed = False
-    async with open_stack(args, t0) as stack:
+    stack_opened = support.open_stack(
+        sessions=args.sessions,
+        tip_seconds=args.tip_seconds,
+        seed=args.seed,
+        t0=t0,
+        # Shorter-lived id_tokens make the refresher renew them (at the IdP) during every
+        # fault, not once an hour.
+        user_token_seconds=args.user_token_seconds,
+    )
+    async with stack_opened as stack:
         # Every session holds a TIP before the first fault.
-        await stack.drive(args.every, args.every, Tally())
+        await stack.drive(args.every, every=args.every)
         for name, apply in selected:
             started = time.monotonic()
             line = await soak_one(stack, name, apply, args)

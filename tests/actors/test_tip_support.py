@@ -13,9 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -29,6 +28,7 @@ from agent_identity.actors.tip_schedule import RefreshPolicy
 from agent_identity.config import IdentityConfig
 from agent_identity.oidc import OidcClient, OidcSettings, TokenSet, new_login_secrets
 from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox.browser import submit_login_form
 from agent_identity.storage import MemoryBackend, SessionRecord
 from agent_identity.volcengine import (
     IdentityClient,
@@ -81,20 +81,6 @@ def tip(outcome: TipOutcome) -> TipInfo:
 def no_tip(outcome: TipOutcome) -> NoTip:
     assert isinstance(outcome, NoTip), outcome
     return outcome
-
-
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
 
 
 @dataclass
@@ -150,13 +136,12 @@ class Env:
     async def oidc_login(self, oidc: OidcClient, username: str = "alice") -> TokenSet:
         """A real authorization-code login (form post), stopping at the callback redirect."""
         secrets = new_login_secrets()
-        page = await self.http.get(await oidc.authorization_url(secrets))
-        assert page.status_code == 200, page.text
-        reader = _FormReader()
-        reader.feed(page.text)
-        answer = await self.http.post(
-            urljoin(str(page.url), reader.action),
-            data={**reader.fields, "username": username, "password": f"{username}-password"},
+        answer = await submit_login_form(
+            self.http,
+            await oidc.authorization_url(secrets),
+            username=username,
+            password=f"{username}-password",
+            follow_redirects=False,
         )
         assert answer.status_code in (302, 303), answer.text
         query = parse_qs(urlsplit(answer.headers["location"]).query)

@@ -12,9 +12,7 @@ import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 import trio
@@ -26,6 +24,7 @@ from agent_identity.actors.vault_flows import PollPolicy
 from agent_identity.actors.vault_messages import CredentialVaultClient
 from agent_identity.actors.vault_types import VaultEvent
 from agent_identity.sandbox import Sandbox
+from agent_identity.sandbox.browser import submit_consent_form
 from agent_identity.storage import MemoryBackend
 from agent_identity.volcengine import IdentityClient, RetryPolicy, SigningCredentials
 from agent_identity.volcengine.models import GetWorkloadAccessTokenForJWTRequest
@@ -108,32 +107,13 @@ async def running_vault(identity: IdentityClient, **options: Any) -> AsyncIterat
         nursery.cancel_scope.cancel()
 
 
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
-
-
 async def consent(http: httpx.AsyncClient, url: str, decision: str = "approve") -> httpx.Response:
     """Act as the user on the demo provider's consent page; returns the decision's response.
 
     With ``http.follow_redirects`` the browser lands on the sandbox's callback page;
     without, the response is the provider's redirect to ``redirect_uri``.
     """
-    page = await http.get(url)
-    assert page.status_code == 200, page.text
-    parser = _FormParser()
-    parser.feed(page.text)
-    action = urljoin(str(page.url), parser.action)
-    return await http.post(action, data={**parser.fields, "decision": decision})
+    return await submit_consent_form(http, url, decision=decision, follow_redirects=None)
 
 
 def leaked(secrets: Iterable[str], texts: Iterable[str]) -> list[str]:

@@ -18,38 +18,17 @@ import httpx
 import pytest
 import trio
 
-from agent_identity.config import PluginConfig, parse_plugin_config
+from agent_identity.config import FeishuChannel, LoadedConfig, PluginConfig, parse_plugin_config
 from agent_identity.host.deps import HostDeps
 from agent_identity.sandbox import Sandbox, open_sandbox
 from agent_identity.sandbox.browser import submit_login_form
 from agent_identity.sandbox.devconfig import dev_plugin_config
 from agent_identity.system import Identity, open_identity
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+from agent_identity.transports.callback import CALLBACK_PATH, DeferredApp, serve_callback_app
 
 POOL = "agent-identity-dev"
 CLIENT_NAME = "openclaw-gateway"
 MAIN = "agent:main:main"
-
-Scope = dict[str, Any]
-
-
-@dataclass
-class LateApp:
-    """The callback server's app, forwarding to the system's once it runs."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        assert self.app is not None, "no system is running"
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -93,9 +72,14 @@ class StackOpener:
     """Opens running systems on one sandbox: ``async with open_stack(authz={...}) as stack:``."""
 
     def __init__(
-        self, sb: Sandbox, browser: httpx.AsyncClient, late: LateApp, callback_url: str, tmp: Path
+        self,
+        sb: Sandbox,
+        browser: httpx.AsyncClient,
+        late: DeferredApp,
+        callback_url: str,
+        tmp: Path,
     ) -> None:
-        self._sb = sb
+        self.sb = sb
         self._browser = browser
         self._late = late
         self._callback_url = callback_url
@@ -104,15 +88,23 @@ class StackOpener:
 
     @asynccontextmanager
     async def __call__(
-        self, *, environ: dict[str, str] | None = None, **sections: Any
+        self,
+        *,
+        environ: dict[str, str] | None = None,
+        feishu: FeishuChannel | None = None,
+        **sections: Any,
     ) -> AsyncIterator[Stack]:
-        """Run a system with the config sections merged in (``identity=``, ``authz=`` …)."""
+        """Run a system with the config sections merged in (``identity=``, ``authz=`` …).
+
+        ``feishu`` is the ``channels.feishu`` notifications go to (none by default).
+        """
         self._count += 1
         data_dir = self._tmp / f"identity-{self._count}"
-        config = sandbox_config(self._sb, self._callback_url, data_dir, **sections)
+        plugin = sandbox_config(self.sb, self._callback_url, data_dir, **sections)
+        config = LoadedConfig(plugin=plugin, feishu=feishu)
         async with open_identity(config, environ={} if environ is None else environ) as ident:
             self._late.app = ident.asgi_app
-            yield Stack(self._sb, self._browser, ident, data_dir)
+            yield Stack(self.sb, self._browser, ident, data_dir)
 
 
 @pytest.fixture
@@ -123,7 +115,7 @@ async def open_stack(tmp_path: Path) -> AsyncIterator[StackOpener]:
         httpx.AsyncClient(timeout=10) as browser,
         trio.open_nursery() as nursery,
     ):
-        late = LateApp()
+        late = DeferredApp()
         base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
         yield StackOpener(sb, browser, late, f"{base}{CALLBACK_PATH}", tmp_path)
         nursery.cancel_scope.cancel()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +24,7 @@ from agent_identity.actors.vault_types import (
     FetchFailure,
     VaultEvent,
 )
-from agent_identity.config import FeishuChannel, LoadedConfig
+from agent_identity.config import FeishuChannel
 from agent_identity.host.commands import IdentityCommands
 from agent_identity.host.ops_credentials import (
     COMMANDS,
@@ -38,14 +37,11 @@ from agent_identity.host.results import ReplyPayload, ToolResult
 from agent_identity.host.session_keys import build_effective_session_key
 from agent_identity.host.tools import IdentityTools, ToolError
 from agent_identity.notify import SendStatus
-from agent_identity.sandbox import open_sandbox
 from agent_identity.sandbox.browser import submit_consent_form
 from agent_identity.sandbox.feishu import DEV_APP_ID, DEV_APP_SECRET
 from agent_identity.sandbox.state import ApiKeyProvider
-from agent_identity.system import open_identity
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
 
-from .conftest import MAIN, LateApp, Stack, StackOpener, sandbox_config
+from .conftest import MAIN, Stack, StackOpener
 
 OPENAI_KEY = "sk-sandbox-openai-0000000000000000"
 FOLLOW_UP = "✓ Credential for {} added."
@@ -121,22 +117,12 @@ async def next_event(events: trio.MemoryReceiveChannel[VaultEvent]) -> VaultEven
 
 
 @pytest.fixture
-async def feishu_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def feishu_stack(open_stack: StackOpener) -> AsyncIterator[Stack]:
     """A running system whose ``channels.feishu`` is the sandbox's Feishu stand-in."""
-    async with (
-        open_sandbox() as sb,
-        httpx.AsyncClient(timeout=10) as browser,
-        trio.open_nursery() as nursery,
-    ):
-        late = LateApp()
-        base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
-        data_dir = tmp_path / "identity"
-        plugin = sandbox_config(sb, f"{base}{CALLBACK_PATH}", data_dir)
-        feishu = FeishuChannel(app_id=DEV_APP_ID, app_secret=DEV_APP_SECRET, domain=sb.base_url)
-        async with open_identity(LoadedConfig(plugin=plugin, feishu=feishu), environ={}) as ident:
-            late.app = ident.asgi_app
-            yield Stack(sb, browser, ident, data_dir)
-        nursery.cancel_scope.cancel()
+    sb = open_stack.sb
+    feishu = FeishuChannel(app_id=DEV_APP_ID, app_secret=DEV_APP_SECRET, domain=sb.base_url)
+    async with open_stack(feishu=feishu) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -17,6 +15,7 @@ from agent_identity.actors.login_flow import LoginFlow, LoginOutcome
 from agent_identity.actors.session_store import SessionStore, SessionStoreClient
 from agent_identity.oidc import OidcClient, OidcSettings
 from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox.browser import submit_login_form
 from agent_identity.storage import FileBackend, SessionRecord
 from agent_identity.transports.callback import CALLBACK_PATH, CallbackApp, serve_callback_app
 
@@ -37,20 +36,6 @@ class LateFlow:
         outcome = await self.flow.complete(params)
         self.outcomes.append(outcome)
         return outcome
-
-
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
 
 
 @dataclass
@@ -83,14 +68,8 @@ class LoginStack:
         password: str = "alice-password",  # noqa: S107 - the seed's demo password
     ) -> httpx.Response:
         """Do what a browser does: open the URL, fill in the form, follow the redirects."""
-        page = await self.http.get(authorize_url)
-        assert page.status_code == 200, page.text
-        reader = _FormReader()
-        reader.feed(page.text)
-        return await self.http.post(
-            urljoin(str(page.url), reader.action),
-            data={**reader.fields, "username": username, "password": password},
-            follow_redirects=True,
+        return await submit_login_form(
+            self.http, authorize_url, username=username, password=password
         )
 
     async def restart_store(self, nursery: trio.Nursery) -> SessionStore:

@@ -17,32 +17,21 @@ import pytest
 import trio
 import trio.testing
 
-from agent_identity.sandbox import Sandbox
-from agent_identity.sandbox.faults import FAULT_CODES, FaultRule
+from agent_identity.sandbox.faults import FAULT_CODES
 
 from .test_faults_support import (
+    FIVE_XX,
     MAX_ATTEMPTS,
     MINT,
     USERPOOL,
+    add_5xx,
     no_secrets_in,
     open_stack,
     within_budget,
 )
 
 HOUR = 3600.0
-FIVE_XX = (500, 502, 503, 504)
 FIVE_XX_CODES = {FAULT_CODES[status] for status in FIVE_XX}
-
-
-def add_5xx(sb: Sandbox, target: str | None, rate: float) -> list[FaultRule]:
-    """Answer ``rate`` of the requests with 500, 502, 503 or 504, in equal shares."""
-    share = rate / len(FIVE_XX)
-    # Rules are rolled in order, so each later one fires only on what the earlier ones let
-    # through: its own rate is the share over what is left.
-    return [
-        sb.faults.add(target, status=status, rate=share / (1.0 - n * share))
-        for n, status in enumerate(FIVE_XX)
-    ]
 
 
 async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
@@ -53,16 +42,13 @@ async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
     async with open_stack() as stack:
         warm = await stack.drive(60)
         assert warm.served == warm.requests
-        before = stack.transport()
-        start, began = stack.wire.mark(), trio.current_time()
         rules = add_5xx(stack.sb, None, 0.3) + add_5xx(stack.sb, USERPOOL, 0.3)
         # Two hours: about 28 refreshes per session, and two user-token renewals at the IdP.
-        during = await stack.drive(2 * HOUR, every=5)
-        for rule in rules:
-            stack.sb.faults.remove(rule)
-        end, ended = stack.wire.mark(), trio.current_time()
-        recovery = await stack.recover(within=stack.policy.retry_max + 60)
-        after = stack.transport()
+        window = await stack.through(
+            stack.removing(rules), 2 * HOUR, every=5, within=stack.policy.retry_max + 60
+        )
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         # Every ask got a TIP from the cache; none had expired, by either clock.
         assert during.requests == 3 * 2 * 720
@@ -82,7 +68,7 @@ async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
         gave_up = after.failures - before.failures
         assert 0.2 * attempts < failed < 0.4 * attempts
         assert retries == failed - gave_up > 0
-        calls = stack.wire.calls(start, end)
+        calls = window.calls
         assert sum(len(call) for call in calls) == attempts
         assert 2 <= within_budget(calls) <= MAX_ATTEMPTS
         assert sum(rule.hits for rule in rules[:4]) == failed
@@ -92,7 +78,7 @@ async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
         stats = stack.refresher.tip_statistics()
         assert stats.logged_out == 0
         assert stats.renewals >= 2 * len(stack.sessions)
-        idp = stack.wire.idp_requests(began, ended)
+        idp = window.idp
         assert sum(path.endswith("/oauth/token") for path in idp) >= stats.renewals
         assert sum(rule.hits for rule in rules[4:]) <= len(idp)
         assert (await stack.stored_secrets()).isdisjoint(stack.login_secrets)
@@ -122,20 +108,18 @@ async def test_throttling_waits_as_long_as_retry_after_says(
     caplog.set_level(logging.DEBUG, logger="agent_identity")
     async with open_stack() as stack:
         await stack.drive(60)
-        before = stack.transport()
-        start = stack.wire.mark()
         rule = stack.sb.faults.add(MINT, status=429, retry_after=3, rate=0.6)
-        during = await stack.drive(HOUR, every=5)
-        stack.sb.faults.remove(rule)
-        end = stack.wire.mark()
-        recovery = await stack.recover(within=stack.policy.retry_max + 60)
-        after = stack.transport()
+        window = await stack.through(
+            stack.removing([rule]), HOUR, every=5, within=stack.policy.retry_max + 60
+        )
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         assert during.served == during.from_cache == during.requests
         assert during.expired == during.expired_upstream == 0
 
         # Every wait between two attempts is the server's 3 s, not the sub-second jitter.
-        calls = stack.wire.calls(start, end)
+        calls = window.calls
         within_budget(calls)
         gaps = [b.at - a.at for call in calls for a, b in itertools.pairwise(call)]
         assert len(gaps) == after.retries - before.retries > 0
@@ -170,16 +154,12 @@ async def test_an_outage_longer_than_a_tip_never_serves_an_expired_one(
     async with open_stack() as stack:
         await stack.drive(60)
         minted = await stack.refresh_all()
-        before = stack.transport()
         rule = stack.sb.faults.add(None, status=503)
-        start = stack.wire.mark()
-        assert trio.current_time() == minted  # the TIPs are fresh as the outage begins
         # Twice the TIPs' lifetime: the refreshes fail, then the TIPs run out.
-        during = await stack.drive(600, every=2)
-        stack.sb.faults.remove(rule)
-        end = stack.wire.mark()
-        recovery = await stack.recover(within=60)
-        after = stack.transport()
+        window = await stack.through(stack.removing([rule]), 600, every=2, within=60)
+        assert window.began == minted  # the TIPs were fresh as the outage began
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         # Served from the cache until the serve margin before expiry, then refused: never a
         # TIP past its expiry, and never one with less than the margin left.
@@ -195,8 +175,8 @@ async def test_an_outage_longer_than_a_tip_never_serves_an_expired_one(
 
         # Every call that ended within the outage used its whole budget and failed; a call
         # still retrying when it ended (at most one per session) succeeded on its next try.
-        calls = stack.wire.calls(start, end)
-        ended = [call for call in calls if call[-1].seq < end]
+        calls = window.calls
+        ended = [call for call in calls if call[-1].seq < window.end]
         assert all(len(call) == MAX_ATTEMPTS for call in ended)
         assert len(calls) - len(ended) <= len(stack.sessions)
         assert within_budget(calls) == MAX_ATTEMPTS

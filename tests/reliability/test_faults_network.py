@@ -33,19 +33,14 @@ async def test_latency_spikes_delay_refreshes_never_cached_answers(
     caplog.set_level(logging.DEBUG, logger="agent_identity")
     async with open_stack() as stack:
         await stack.drive(60)
-        before = stack.transport()
-        start = stack.wire.mark()
         # Half of the control-plane and IdP requests answer 2 s late (the real answer).
         rules = [
             stack.sb.faults.add(None, latency=2.0, rate=0.5),
             stack.sb.faults.add(USERPOOL, latency=2.0, rate=0.5),
         ]
-        during = await stack.drive(2 * HOUR, every=5)
-        for rule in rules:
-            stack.sb.faults.remove(rule)
-        end = stack.wire.mark()
-        recovery = await stack.recover(within=60)
-        after = stack.transport()
+        window = await stack.through(stack.removing(rules), 2 * HOUR, every=5, within=60)
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         # The spikes hit the refreshes, but the askers were answered from the cache at once.
         assert rules[0].hits > 10
@@ -53,8 +48,7 @@ async def test_latency_spikes_delay_refreshes_never_cached_answers(
         assert during.expired == during.expired_upstream == 0
         assert during.slowest_cached == 0.0
         # 2 s is well inside the HTTP timeout: no attempt failed, nothing was retried.
-        calls = stack.wire.calls(start, end)
-        assert within_budget(calls) == 1
+        assert within_budget(window.calls) == 1
         assert after.retries == before.retries
         assert after.errors_by_code == before.errors_by_code
         stats = stack.refresher.tip_statistics()
@@ -74,14 +68,12 @@ async def test_connection_resets_are_retried_within_budget(
     caplog.set_level(logging.DEBUG, logger="agent_identity")
     async with open_stack() as stack:
         await stack.drive(60)
-        before = stack.transport()
-        start = stack.wire.mark()
         rule = stack.sb.faults.add(None, reset=True, rate=0.4)
-        during = await stack.drive(HOUR, every=5)
-        stack.sb.faults.remove(rule)
-        end = stack.wire.mark()
-        recovery = await stack.recover(within=stack.policy.retry_max + 60)
-        after = stack.transport()
+        window = await stack.through(
+            stack.removing([rule]), HOUR, every=5, within=stack.policy.retry_max + 60
+        )
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         assert during.served == during.from_cache == during.requests
         assert during.expired == during.expired_upstream == 0
@@ -93,8 +85,7 @@ async def test_connection_resets_are_retried_within_budget(
         )
         assert resets == rule.hits > 0
         assert set(after.errors_by_code) == {"TransportError"}
-        calls = stack.wire.calls(start, end)
-        assert 2 <= within_budget(calls) <= MAX_ATTEMPTS
+        assert 2 <= within_budget(window.calls) <= MAX_ATTEMPTS
         gave_up = after.failures - before.failures
         assert after.retries - before.retries == resets - gave_up
 
@@ -120,24 +111,20 @@ async def test_malformed_json_is_not_retried_and_the_cache_covers_it(
         await stack.drive(60)
         minted = await stack.refresh_all()
         await stack.drive(200, every=2)
-        before = stack.transport()
-        start = stack.wire.mark()
         # From 200 s to 280 s of the TIPs' 300 s: over their refresh time (225 to 255 s),
         # ending before they expire.
         rule = stack.sb.faults.add(MINT, malformed=True)
-        during = await stack.drive(80, every=2)
-        stack.sb.faults.remove(rule)
-        end = stack.wire.mark()
-        assert trio.current_time() - minted == 280
-        recovery = await stack.recover(within=60)
-        after = stack.transport()
+        window = await stack.through(stack.removing([rule]), 80, every=2, within=60)
+        assert window.ended - minted == 280
+        during, recovery = window.during, window.recovery
+        before, after = window.before, window.after
 
         assert during.served == during.from_cache == during.requests
         assert during.expired == during.expired_upstream == 0
 
         # A body that is not JSON is not retried (as the SDK does): one attempt per call, and
         # the refresher's own back-off spaced the calls out.
-        calls = stack.wire.calls(start, end)
+        calls = window.calls
         assert len(calls) == rule.hits >= len(stack.sessions)
         assert within_budget(calls) == 1
         assert after.errors_by_code["InvalidResponse"] == len(calls)

@@ -24,7 +24,12 @@ What the tests measure:
 * every HTTP request the system sends is seen by an httpx request hook (:class:`Wire`):
   control-plane attempts grouped by their ``X-Sdk-Invocation-Id`` (one id per call, the same
   on its retries), IdP requests by path, so retries are counted on the wire, not only by the
-  client's own statistics.
+  client's own statistics;
+* :meth:`Stack.through` applies a fault for a while, removes it and waits for the recovery,
+  keeping the client's counters and the wire's marks at each step (a :class:`Window`).
+
+The soak script ``scripts/soak/faults.py`` loads this module by its path and runs the same
+stack (the same wiring, clock, counting and leak check) for hours of simulated time.
 """
 
 from __future__ import annotations
@@ -35,11 +40,10 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
@@ -53,6 +57,8 @@ from agent_identity.actors.tip_schedule import RefreshPolicy
 from agent_identity.config import IdentityConfig
 from agent_identity.oidc import OidcClient, OidcSettings, new_login_secrets
 from agent_identity.sandbox import Sandbox, open_sandbox
+from agent_identity.sandbox.browser import submit_login_form
+from agent_identity.sandbox.faults import FaultRule
 from agent_identity.storage import MemoryBackend, SessionRecord
 from agent_identity.system.services import DEFAULT_HTTP_TIMEOUT
 from agent_identity.volcengine import IdentityClient, SigningCredentials
@@ -60,16 +66,21 @@ from agent_identity.volcengine.retry import DEFAULT_RETRY_POLICY
 from agent_identity.volcengine.transport import TransportStatistics, static_credentials
 
 __all__ = [
+    "FIVE_XX",
     "MAX_ATTEMPTS",
     "MINT",
     "POOL",
+    "T0",
     "USERPOOL",
     "Attempt",
     "Recovery",
     "SimClock",
     "Stack",
     "Tally",
+    "Undo",
+    "Window",
     "Wire",
+    "add_5xx",
     "no_secrets_in",
     "open_stack",
     "within_budget",
@@ -87,6 +98,11 @@ MINT = "GetWorkloadAccessTokenForJWT"
 USERPOOL = "/userpool/"
 #: The retry budget of one control-plane call: the default policy's attempts.
 MAX_ATTEMPTS = DEFAULT_RETRY_POLICY.max_attempts
+#: The server errors :func:`add_5xx` answers with.
+FIVE_XX = (500, 502, 503, 504)
+
+#: Removes a fault (sandbox rules, a clock skew ...) once it has lasted long enough.
+Undo = Callable[[], None]
 
 # A compact JWS anywhere in a text: base64url header starting with '{"', then two more parts.
 _JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}")
@@ -237,18 +253,30 @@ class Recovery:
         return self.seconds is not None
 
 
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A fault applied for a while, removed, and recovered from (:meth:`Stack.through`)."""
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden" and "name" in found:
-            self.fields[found["name"]] = found.get("value", "")
+    #: The Identity client's counters as the fault began.
+    before: TransportStatistics
+    #: :meth:`Wire.mark` and Trio time as the fault began.
+    start: int
+    began: float
+    #: What the asking client got under the fault.
+    during: Tally
+    #: :meth:`Wire.mark` and Trio time as the fault was removed.
+    end: int
+    ended: float
+    #: The counters as the fault was removed.
+    removed: TransportStatistics
+    recovery: Recovery
+    #: The counters once recovered.
+    after: TransportStatistics
+    #: The control-plane calls that began under the fault, with every attempt of each (read
+    #: after the recovery: a call still retrying at the removal has finished).
+    calls: list[list[Attempt]]
+    #: The paths of the IdP requests sent under the fault.
+    idp: list[str]
 
 
 @dataclass
@@ -286,19 +314,19 @@ class Stack:
     async def login(self, key: str, username: str = "alice") -> None:
         """Log ``username`` in under ``key`` through the user pool's form and store the session."""
         secrets = new_login_secrets()
-        page = await self.http.get(await self.oidc.authorization_url(secrets))
-        assert page.status_code == 200, page.text
-        form = _FormReader()
-        form.feed(page.text)
+        url = await self.oidc.authorization_url(secrets)
         # The form's redirect carries the one-time code, and httpcore logs response headers
         # at DEBUG: that is this test's browser, not the system under test, so it stays out
         # of the logs the tests (and the suite's leak check) look at.
         quiet = logging.root.manager.disable
         logging.disable(logging.DEBUG)
         try:
-            answer = await self.http.post(
-                urljoin(str(page.url), form.action),
-                data={**form.fields, "username": username, "password": PASSWORDS[username]},
+            answer = await submit_login_form(
+                self.http,
+                url,
+                username=username,
+                password=PASSWORDS[username],
+                follow_redirects=False,
             )
         finally:
             logging.disable(quiet)
@@ -391,6 +419,51 @@ class Stack:
             await trio.sleep(every)
         return Recovery(trio.current_time() - start, tally)
 
+    def removing(self, rules: Sequence[FaultRule]) -> Undo:
+        """What removes the sandbox's fault ``rules``."""
+
+        def undo() -> None:
+            for rule in rules:
+                self.sb.faults.remove(rule)
+
+        return undo
+
+    async def through(
+        self, undo: Undo, seconds: float, *, every: float = 2.0, within: float = 60.0
+    ) -> Window:
+        """Drive for ``seconds`` under an applied fault, ``undo`` it, then :meth:`recover`.
+
+        Apply the fault just before (without awaiting anything in between): the counters
+        and marks of the window are taken here.
+
+        Args:
+            undo: Removes the fault.
+            seconds: How long the fault lasts.
+            every: Seconds between asks (:meth:`drive`).
+            within: The longest wait for the recovery.
+        """
+        before, start, began = self.transport(), self.wire.mark(), trio.current_time()
+        try:
+            during = await self.drive(seconds, every=every)
+        finally:
+            undo()
+        end, ended = self.wire.mark(), trio.current_time()
+        removed = self.transport()
+        recovery = await self.recover(within=within)
+        return Window(
+            before=before,
+            start=start,
+            began=began,
+            during=during,
+            end=end,
+            ended=ended,
+            removed=removed,
+            recovery=recovery,
+            after=self.transport(),
+            calls=self.wire.calls(start, end),
+            idp=self.wire.idp_requests(began, ended),
+        )
+
     async def stored_secrets(self) -> set[str]:
         """The user and refresh tokens the store holds now (renewals replaced the logins')."""
         found: set[str] = set()
@@ -413,6 +486,17 @@ class Stack:
             *self.total.tokens,
             *await self.stored_secrets(),
         }
+
+
+def add_5xx(sb: Sandbox, target: str | None, rate: float) -> list[FaultRule]:
+    """Answer ``rate`` of the requests to ``target`` with 500, 502, 503 or 504, in equal shares."""
+    share = rate / len(FIVE_XX)
+    # Rules are rolled in order, so each later one fires only on what the earlier ones let
+    # through: its own rate is the share over what is left.
+    return [
+        sb.faults.add(target, status=status, rate=share / (1.0 - n * share))
+        for n, status in enumerate(FIVE_XX)
+    ]
 
 
 def within_budget(calls: Iterable[list[Attempt]]) -> int:
@@ -441,7 +525,13 @@ def no_secrets_in(records: Iterable[logging.LogRecord], secrets: set[str]) -> li
 
 @asynccontextmanager
 async def open_stack(
-    *, sessions: int = 3, tip_seconds: int = 300, seed: int = 1, skew: float = 0.0
+    *,
+    sessions: int = 3,
+    tip_seconds: int = 300,
+    seed: int = 1,
+    skew: float = 0.0,
+    t0: float = T0,
+    user_token_seconds: int | None = None,
 ) -> AsyncIterator[Stack]:
     """Run the sandbox and the TIP path on a simulated clock, with ``sessions`` logged in.
 
@@ -450,11 +540,13 @@ async def open_stack(
         tip_seconds: The TIP lifetime asked for (``identity.durationSeconds``).
         seed: Seeds the sandbox's fault rolls and the clients' jitter.
         skew: How far the sandbox's clock runs ahead of the gateway's from the start.
+        t0: The wall-clock time at Trio time 0 (the soak's ``--real`` passes the real one).
+        user_token_seconds: The id_token lifetime at the IdP (default: the seed's).
 
     Yields:
         The running stack, every session logged in and no TIP minted yet.
     """
-    clock = SimClock()
+    clock = SimClock(t0)
     clock.skew = skew
     wire = Wire()
     async with (
@@ -464,6 +556,10 @@ async def open_stack(
         ) as http,
         trio.open_nursery() as nursery,
     ):
+        if user_token_seconds is not None:
+            pool = sb.state.user_pool(POOL)
+            assert pool is not None, POOL
+            pool.clients[CLIENT_ID].id_token_lifetime = user_token_seconds
         identity_client = IdentityClient(
             http,
             endpoint=sb.base_url,

@@ -36,7 +36,7 @@ from agent_identity.system import Identity, open_identity
 from agent_identity.system.bridge import BridgeApp
 from agent_identity.system.control import ControlService, ReloadResult, config_file_reloader
 from agent_identity.system.local_server import LocalServerApp
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+from agent_identity.transports.callback import CALLBACK_PATH, DeferredApp, serve_callback_app
 from agent_identity.transports.control_wire import (
     ApproveRequest,
     ControlRequest,
@@ -57,7 +57,6 @@ pytestmark = pytest.mark.slow
 MAIN = "agent:main:main"
 ALICE_DM = "agent:main:telegram:direct:42"
 ALICE_CONTEXT = {"sessionKey": MAIN, "requesterSenderId": "42", "messageChannel": "telegram"}
-Scope = dict[str, Any]
 
 
 # ------------------------------------------------------------------------------ the check
@@ -80,24 +79,6 @@ def assert_no_leak(texts: Iterable[tuple[str, str]], extra: Iterable[str] = ()) 
 
 
 # ------------------------------------------------------------------------------ the rig
-
-
-@dataclass
-class _LateApp:
-    """An ASGI app served before the system exists; it forwards to ``ident.asgi_app``."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -159,7 +140,7 @@ async def open_rig(tmp_path: Path, **sections: Any) -> AsyncIterator[Rig]:
         httpx.AsyncClient(timeout=10) as browser,
         trio.open_nursery() as nursery,
     ):
-        late = _LateApp()
+        late = DeferredApp()
         base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
         callback_url = f"{base}{CALLBACK_PATH}"
         data_dir = tmp_path / "identity"

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -15,48 +12,35 @@ import trio
 
 from agent_identity.config import PluginConfig, parse_plugin_config
 from agent_identity.sandbox import Sandbox, open_sandbox
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+from agent_identity.sandbox.browser import submit_login_form
+from agent_identity.transports.callback import (
+    CALLBACK_PATH,
+    DeferredApp,
+    Receive,
+    Scope,
+    Send,
+    serve_callback_app,
+)
 
 POOL = "agent-identity-dev"
 CLIENT_NAME = "openclaw-gateway"
 MINT = "GetWorkloadAccessTokenForJWT"
 
-Scope = dict[str, Any]
 
+class LateApp(DeferredApp):
+    """The callback server's app, forwarding to ``ident.asgi_app`` once it is set.
 
-@dataclass
-class LateApp:
-    """An ASGI app served before the system exists; it forwards to ``ident.asgi_app``."""
+    It keeps the paths it forwarded (:attr:`calls`), to show a request went through.
+    """
 
-    app: Any = None
-    calls: list[str] = field(default_factory=list)
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":  # hypercorn's startup/shutdown: accept and wait
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        assert self.app is not None, "no system is running"
-        self.calls.append(scope.get("path", ""))
-        await self.app(scope, receive, send)
-
-
-class _FormReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
+        self.calls: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" and self.app is not None:
+            self.calls.append(scope.get("path", ""))
+        await super().__call__(scope, receive, send)
 
 
 @dataclass
@@ -101,14 +85,8 @@ class World:
         password: str = "alice-password",  # noqa: S107 - the seed's demo password
     ) -> httpx.Response:
         """Do what a browser does: open the URL, fill in the form, follow the redirects."""
-        page = await self.browser.get(authorize_url)
-        assert page.status_code == 200, page.text
-        reader = _FormReader()
-        reader.feed(page.text)
-        return await self.browser.post(
-            urljoin(str(page.url), reader.action),
-            data={**reader.fields, "username": username, "password": password},
-            follow_redirects=True,
+        return await submit_login_form(
+            self.browser, authorize_url, username=username, password=password
         )
 
 

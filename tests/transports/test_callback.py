@@ -19,6 +19,7 @@ from agent_identity.transports.callback import (
     CALLBACK_PATH,
     MAX_QUERY_LENGTH,
     CallbackApp,
+    DeferredApp,
     Receive,
     Scope,
     Send,
@@ -70,6 +71,22 @@ async def login_through_the_form(served: Served, url: str) -> httpx.Response:
         },
         follow_redirects=True,
     )
+
+
+class Channel:
+    """An ASGI ``receive``/``send`` pair: the lifespan's startup and shutdown in, all kept out."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive(self) -> dict[str, Any]:
+        await trio.lowlevel.checkpoint()
+        return next(self._incoming)
+
+    async def send(self, message: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent.append(dict(message))
 
 
 async def test_a_successful_login_shows_who_logged_in(served: Served) -> None:
@@ -225,6 +242,51 @@ async def test_serve_stops_gracefully_on_its_trigger(served: Served) -> None:
         await served.http.get(f"{base}/x")
 
 
+async def test_a_deferred_app_serves_before_its_app_exists(served: Served) -> None:
+    deferred = DeferredApp()
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        # Started (hypercorn's lifespan answered) with nothing attached yet.
+        base = await nursery.start(
+            partial(serve_callback_app, shutdown_trigger=stop.wait), deferred, "127.0.0.1", 0
+        )
+        early = await served.http.get(f"{base}{CALLBACK_PATH}", params={"state": "x"})
+        assert early.status_code == 503
+        assert early.headers["retry-after"] == "1"
+        assert_secure(early)
+        assert "Try again" in early.text
+        assert served.recorder.outcomes == []
+
+        deferred.app = CallbackApp(served.recorder)
+        attached = await served.http.get(f"{base}{CALLBACK_PATH}", params={"state": "x"})
+        assert attached.status_code == 400
+        assert "not valid" in attached.text
+        assert len(served.recorder.outcomes) == 1
+
+        deferred.app = None
+        detached = await served.http.get(f"{base}{CALLBACK_PATH}", params={"state": "x"})
+        assert detached.status_code == 503
+        assert len(served.recorder.outcomes) == 1
+        stop.set()  # the graceful shutdown goes through the deferred app's lifespan
+    with pytest.raises(httpx.ConnectError):
+        await served.http.get(f"{base}/x")
+
+
+async def test_a_deferred_app_answers_lifespan_and_forwards_websockets(served: Served) -> None:
+    asgi = Channel()
+    deferred = DeferredApp()
+    await deferred({"type": "lifespan"}, asgi.receive, asgi.send)
+    await deferred({"type": "websocket", "path": CALLBACK_PATH}, asgi.receive, asgi.send)
+    deferred.app = CallbackApp(served.recorder)
+    await deferred({"type": "websocket", "path": CALLBACK_PATH}, asgi.receive, asgi.send)
+    assert [(m["type"], m.get("code")) for m in asgi.sent] == [
+        ("lifespan.startup.complete", None),
+        ("lifespan.shutdown.complete", None),
+        ("websocket.close", 1013),  # nothing attached: try again later
+        ("websocket.close", 1008),  # the callback app's own refusal
+    ]
+
+
 async def test_serving_on_a_taken_port_fails_the_start(served: Served) -> None:
     port = urlsplit(served.base_url).port
     assert port is not None
@@ -269,20 +331,10 @@ def test_pages_escape_clip_and_clean_outside_text() -> None:
 
 async def test_lifespan_and_websocket_scopes_directly(served: Served) -> None:
     app = CallbackApp(served.recorder)
-    sent: list[dict[str, Any]] = []
-    incoming = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-
-    async def receive() -> dict[str, Any]:
-        await trio.lowlevel.checkpoint()
-        return next(incoming)
-
-    async def send(message: Any) -> None:
-        await trio.lowlevel.checkpoint()
-        sent.append(dict(message))
-
-    await app({"type": "lifespan"}, receive, send)
-    await app({"type": "websocket", "path": CALLBACK_PATH}, receive, send)
-    assert [m["type"] for m in sent] == [
+    asgi = Channel()
+    await app({"type": "lifespan"}, asgi.receive, asgi.send)
+    await app({"type": "websocket", "path": CALLBACK_PATH}, asgi.receive, asgi.send)
+    assert [m["type"] for m in asgi.sent] == [
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
         "websocket.close",

@@ -8,13 +8,12 @@ import logging
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
-from urllib.parse import urljoin
 
 import httpx
 import trio
 
 from agent_identity.sandbox import Sandbox
+from agent_identity.sandbox.browser import submit_consent_form
 
 # Values shorter than this are too generic to search for (e.g. "x"); every real secret is longer.
 _MIN_SECRET = 8
@@ -129,25 +128,6 @@ def jwt_claims(token: str) -> dict[str, object]:
     return claims
 
 
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.action = found.get("action", "")
-        elif tag == "input" and found.get("type") == "hidden":
-            self.fields[found["name"]] = found.get("value", "")
-
-
 async def consent(http: httpx.AsyncClient, url: str, decision: str = "approve") -> httpx.Response:
     """Act as the user on the demo OAuth2 provider's consent page; returns its redirect."""
-    page = await http.get(url)
-    assert page.status_code == 200, page.text
-    parser = _FormParser()
-    parser.feed(page.text)
-    action = urljoin(str(page.url), parser.action)
-    return await http.post(action, data={**parser.fields, "decision": decision})
+    return await submit_consent_form(http, url, decision=decision, follow_redirects=None)

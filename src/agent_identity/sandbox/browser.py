@@ -34,8 +34,25 @@ class _FormReader(HTMLParser):
             self.fields[found["name"]] = found.get("value", "")
 
 
-async def submit_form(http: httpx.AsyncClient, url: str, fields: dict[str, str]) -> httpx.Response:
-    """Open ``url``, fill the first form's hidden inputs plus ``fields``, submit, follow redirects.
+async def submit_form(
+    http: httpx.AsyncClient,
+    url: str,
+    fields: dict[str, str],
+    *,
+    follow_redirects: bool | None = True,
+) -> httpx.Response:
+    """Open ``url``, fill the first form's hidden inputs plus ``fields`` and submit it.
+
+    Args:
+        http: The client acting as the browser.
+        url: The page with the form (redirects to it are followed).
+        fields: The visible fields to fill in (they win over hidden inputs of the same name).
+        follow_redirects: Whether to follow the redirects the submission answers (``True``:
+            to the end; ``False``: return the provider's redirect itself, e.g. to read the
+            authorization code from its ``Location``; ``None``: as the client is set).
+
+    Returns:
+        The answer to the submission (the last one when redirects are followed).
 
     Raises:
         LoginFormError: The page has no form (its status is in the message).
@@ -49,23 +66,36 @@ async def submit_form(http: httpx.AsyncClient, url: str, fields: dict[str, str])
     return await http.post(
         urljoin(str(page.url), reader.action),
         data={**reader.fields, **fields},
-        follow_redirects=True,
+        follow_redirects=http.follow_redirects if follow_redirects is None else follow_redirects,
     )
 
 
 async def submit_consent_form(
-    http: httpx.AsyncClient, authorize_url: str, *, decision: str = "approve"
+    http: httpx.AsyncClient,
+    authorize_url: str,
+    *,
+    decision: str = "approve",
+    follow_redirects: bool | None = True,
 ) -> httpx.Response:
     """Decide on the demo OAuth2 provider's consent page (``approve`` or ``deny``).
+
+    ``follow_redirects`` is as for :func:`submit_form`.
 
     Raises:
         LoginFormError: The page is not a consent form.
     """
-    return await submit_form(http, authorize_url, {"decision": decision})
+    return await submit_form(
+        http, authorize_url, {"decision": decision}, follow_redirects=follow_redirects
+    )
 
 
 async def submit_login_form(
-    http: httpx.AsyncClient, authorize_url: str, *, username: str, password: str
+    http: httpx.AsyncClient,
+    authorize_url: str,
+    *,
+    username: str,
+    password: str,
+    follow_redirects: bool | None = True,
 ) -> httpx.Response:
     """Open ``authorize_url``, submit the login form and follow redirects to the end.
 
@@ -74,6 +104,8 @@ async def submit_login_form(
         authorize_url: The URL ``/identity login`` printed.
         username: The user to log in as.
         password: Their password.
+        follow_redirects: As for :func:`submit_form`; ``False`` stops at the provider's
+            redirect to the callback (its ``Location`` carries the code).
 
     Returns:
         The last response (normally the gateway's callback page).
@@ -81,4 +113,9 @@ async def submit_login_form(
     Raises:
         LoginFormError: The page is not a login form (its status is in the message).
     """
-    return await submit_form(http, authorize_url, {"username": username, "password": password})
+    return await submit_form(
+        http,
+        authorize_url,
+        {"username": username, "password": password},
+        follow_redirects=follow_redirects,
+    )

@@ -16,7 +16,9 @@ becomes a generic error page and is logged; it never crashes the server.
 Serving: :func:`serve_callback_app` runs the app with hypercorn on the ``callbackUrl``'s
 host and port (:func:`bind_address`) when agent-identity runs standalone; an embedding
 gateway can instead mount :class:`CallbackApp` under its own ASGI server. Hypercorn's access
-log stays off because request lines carry the authorization code.
+log stays off because request lines carry the authorization code. A server that must bind
+before the app exists (a gateway that listens first, then starts the identity system) serves
+a :class:`DeferredApp` and sets its ``app`` once there is one.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "ASGIApp",
     "CallbackApp",
     "CallbackResult",
+    "DeferredApp",
     "LoginCompleter",
     "bind_address",
     "serve_callback_app",
@@ -64,6 +67,7 @@ OAUTH_PARAMETERS = frozenset({"code", "state", "error", "error_description", "er
 _GRACE_SECONDS = 2.0
 _INTERNAL_ERROR = "The login could not be completed because of an internal error. Try again."
 _MALFORMED = "The login response was malformed. Start a new login with /identity login."
+_NOT_READY = "The login service is starting or stopping. Try again in a moment."
 
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -151,6 +155,38 @@ class CallbackApp:
             await _respond(send, 200, success_page(result.sub or "your account"))
         else:
             await _respond(send, 400, error_page(result.message or _INTERNAL_ERROR))
+
+
+class DeferredApp:
+    """An ASGI 3 app that forwards to one set later: serve first, attach the app after.
+
+    It answers the server's ``lifespan`` itself (startup and shutdown complete at once, so the
+    server starts whether or not an app is attached yet) and forwards every other scope to
+    :attr:`app`. While no app is attached an HTTP request gets ``503`` and a WebSocket is
+    closed. Attaching, replacing and detaching (``None``) take effect for the next request.
+
+    Args:
+        app: The app to forward to, if it exists already.
+    """
+
+    def __init__(self, app: ASGIApp | None = None) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope."""
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+        elif kind == "http":
+            await _respond(
+                send, 503, _page("Not ready", _NOT_READY), extra=[(b"retry-after", b"1")]
+            )
+        else:
+            await send({"type": "websocket.close", "code": 1013})  # try again later
 
 
 def _page(title: str, text: str) -> bytes:
