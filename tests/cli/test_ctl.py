@@ -79,7 +79,7 @@ class Daemon:
     def _main(self) -> None:
         try:
             trio.run(self._serve)
-        except BaseException as exc:  # noqa: BLE001 - reported by the fixture
+        except Exception as exc:  # noqa: BLE001 - reported by the fixture
             self.failure = exc
             self.ready.set()
 

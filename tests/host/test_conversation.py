@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 
 import trio
-import trio.lowlevel
 
 from agent_identity.actors.tip_messages import TipInfo
+from agent_identity.actors.vault_types import CredentialAdded
 from agent_identity.host.results import BeforeDispatchResult, BeforeToolCallResult
 from agent_identity.sandbox.browser import submit_consent_form, submit_login_form
 from agent_identity.system import Identity
@@ -121,14 +121,13 @@ async def test_the_whole_conversation(  # noqa: PLR0915 - one story, told in ord
         # 3. Credentials: an API key, then a 3LO provider through its consent page.
         fetched = await alice.command("/identity fetch openai")
         assert OPENAI_KEY not in fetched
+        events = ident.tree.credential_vault.events.subscribe()
         three_legged = await alice.command("/identity fetch demo-oauth")
         await submit_consent_form(stack.browser, _url(three_legged))
-        with trio.fail_after(10):
-            while not any(
-                c.name == "demo-oauth" and c.stored
-                for c in await ident.vault.describe("agent:main:telegram:direct:1001")
-            ):
-                await trio.lowlevel.checkpoint()
+        with trio.fail_after(10):  # the vault polls the control plane and announces the result
+            added = await events.receive()
+        assert isinstance(added, CredentialAdded)
+        assert added.provider == "demo-oauth"
         assert "OPENAI_API_KEY" in await alice.command("/identity set openai OPENAI_API_KEY")
         assert "DEMO_TOKEN" in await alice.command("/identity set demo-oauth DEMO_TOKEN")
 

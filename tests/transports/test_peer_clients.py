@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class Endpoint:
         return [exe, "-I", "-S", "-c", CLIENT, str(self.path), *extra]
 
 
+@asynccontextmanager
 async def open_endpoint(path: Path) -> AsyncIterator[Endpoint]:
     listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with listener:
@@ -87,15 +89,17 @@ async def open_endpoint(path: Path) -> AsyncIterator[Endpoint]:
         try:
             yield endpoint
         finally:
-            for proc in endpoint.children:
-                if proc.returncode is None:
-                    proc.kill()
-                await proc.wait()
+            with trio.move_on_after(10) as cleanup:
+                cleanup.shield = True  # reap the children even when the test was cancelled
+                for proc in endpoint.children:
+                    if proc.returncode is None:
+                        proc.kill()
+                    await proc.wait()
 
 
 @pytest.fixture
 async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
-    async for opened in open_endpoint(tmp_path / "identity.sock"):
+    async with open_endpoint(tmp_path / "identity.sock") as opened:
         yield opened
 
 
@@ -112,7 +116,7 @@ def shared_dir() -> Iterator[Path]:
 
 @pytest.fixture
 async def shared_endpoint(shared_dir: Path) -> AsyncIterator[Endpoint]:
-    async for opened in open_endpoint(shared_dir / "identity.sock"):
+    async with open_endpoint(shared_dir / "identity.sock") as opened:
         # Test only: the real socket is 0600; here uid 65534 must be able to connect.
         opened.path.chmod(0o777)
         yield opened

@@ -118,13 +118,15 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
         try:
             yield endpoint
         finally:
-            for proc in endpoint.children:
-                if proc.returncode is None:
-                    proc.kill()
-                await proc.wait()
-                for stream in (proc.stdin, proc.stdout):
-                    if stream is not None:
-                        await stream.aclose()
+            with trio.move_on_after(10) as cleanup:
+                cleanup.shield = True  # reap the children even when the test was cancelled
+                for proc in endpoint.children:
+                    if proc.returncode is None:
+                        proc.kill()
+                    await proc.wait()
+                    for stream in (proc.stdin, proc.stdout):
+                        if stream is not None:
+                            await stream.aclose()
 
 
 class Lines:

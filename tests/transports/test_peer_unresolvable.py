@@ -82,12 +82,14 @@ async def children() -> AsyncIterator[list[trio.Process]]:
     try:
         yield procs
     finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            if proc.stdout is not None:
-                await proc.stdout.aclose()
+        with trio.move_on_after(10) as cleanup:
+            cleanup.shield = True  # reap the children even when the test was cancelled
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.kill()
+                await proc.wait()
+                if proc.stdout is not None:
+                    await proc.stdout.aclose()
 
 
 async def run_gate(
