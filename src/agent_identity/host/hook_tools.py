@@ -52,7 +52,14 @@ from agent_identity.actors.approval_broker import (
     require_approval_payload,
 )
 from agent_identity.actors.tip_messages import TipInfo
-from agent_identity.authz import normalize_tool_name, should_bypass_checks, skill_for_read
+from agent_identity.authz import (
+    TipClaims,
+    TipClaimsError,
+    decode_tip_claims,
+    normalize_tool_name,
+    should_bypass_checks,
+    skill_for_read,
+)
 from agent_identity.authz.permission_skills import READ_PATH_KEYS, SKILL_FILE_NAME
 from agent_identity.host.caller import Caller, caller_for_tool_hook
 from agent_identity.host.contract import PayloadError
@@ -99,6 +106,8 @@ _NOT_JSON: Final = "Tool call blocked: this {tool} call needs approval but its p
 _SUMMARY_KEYS: Final = ("command", "path", "file_path", "filePath", "url")
 #: Approvals remembered by the gate at once (the broker bounds its own table too).
 DEFAULT_LEDGER_CAPACITY: Final = 10_000
+#: Sessions whose decoded TIP the gate remembers at once.
+DEFAULT_CLAIMS_CAPACITY: Final = 4096
 
 _Fingerprint = tuple[str, str, str]  # effective session key, tool, params digest
 
@@ -144,6 +153,38 @@ class _Ledger:
         asked = self._asked.pop(approval_id, None)
         if asked is not None and self._by_call.get(asked.fingerprint) == approval_id:
             del self._by_call[asked.fingerprint]
+
+
+class _ClaimsMemo:
+    """Each session's current TIP with its decoded claims; bounded, oldest entry first out.
+
+    Decoding the ~1 KB JWT for every checked call cost more than the rest of a cached
+    permission check; a TIP never changes, so it is decoded again only when the session's
+    TIP is another one (a refresh). Entries share the token object of the TIP cache.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CLAIMS_CAPACITY) -> None:
+        self._capacity = capacity
+        self._entries: dict[str, tuple[str, TipClaims]] = {}
+
+    def claims(self, session_key: str, token: str) -> TipClaims | str:
+        """The claims of ``token``; the token itself if undecodable (the checker says why)."""
+        entry = self._entries.get(session_key)
+        if entry is not None and (entry[0] is token or entry[0] == token):
+            return entry[1]
+        try:
+            claims = decode_tip_claims(token)
+        except TipClaimsError:
+            return token
+        self._entries.pop(session_key, None)  # re-inserted last: the oldest stays first
+        if len(self._entries) >= self._capacity:
+            del self._entries[next(iter(self._entries))]
+        self._entries[session_key] = (token, claims)
+        return claims
+
+    def forget(self, session_key: str) -> None:
+        """Drop a session's entry (it has no TIP any more)."""
+        self._entries.pop(session_key, None)
 
 
 def _call_key(event: BeforeToolCallEvent | AfterToolCallEvent, ctx: ToolHookContext) -> str | None:
@@ -197,6 +238,7 @@ class ToolGate:
         self._deps = deps
         self._skills = skills
         self._ledger = _Ledger(max(1, ledger_capacity))
+        self._claims = _ClaimsMemo()
 
     # ------------------------------------------------------------------ before_tool_call
 
@@ -245,21 +287,23 @@ class ToolGate:
             return None
         tip = await self._deps.tips.get_tip(caller.session_key)
         if not isinstance(tip, TipInfo):
+            self._claims.forget(caller.session_key)
             if tip.code == "unavailable":
                 return _UNAVAILABLE.format(reason=tip.reason)
             return _NOT_SIGNED_IN
         permission = self._deps.permission
+        claims = self._claims.claims(caller.session_key, tip.token)
         extra = {
             "session_key": caller.session_key,
             "run_id": ctx.run_id or event.run_id,
             "session_id": ctx.session_id,
         }
         if check_tool:
-            decision = await permission.check_tool(tip.token, tool, **extra)
+            decision = await permission.check_tool(claims, tool, **extra)
             if not decision.allowed:
                 return _DENIED.format(reason=decision.reason)
         if skill is not None:
-            decision = await permission.check_skill_read(tip.token, skill, **extra)
+            decision = await permission.check_skill_read(claims, skill, **extra)
             if not decision.allowed:
                 return _DENIED.format(reason=decision.reason)
         return None

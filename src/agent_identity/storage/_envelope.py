@@ -47,6 +47,7 @@ __all__ = [
     "encode_sessions",
     "parse_sessions_file",
     "seal",
+    "seal_with_nonce",
 ]
 
 FORMAT_VERSION = 1
@@ -97,11 +98,14 @@ class ParsedSessions:
         sessions: ``{sessionKey: record}``.
         plaintext: The decrypted payload (``None`` for a legacy file).
         legacy: Whether the file was a plaintext file of an older version.
+        nonce: The envelope's nonce (``None`` for a legacy file): unique per write, it
+            names this version of the file (the journal says which one it extends).
     """
 
     sessions: dict[str, SessionRecord]
     plaintext: bytes | None
     legacy: bool
+    nonce: str | None = None
 
 
 _payload_encoder = msgspec.json.Encoder()
@@ -115,11 +119,16 @@ def encode_sessions(records: Iterable[SessionRecord]) -> bytes:
 
 def seal(plaintext: bytes, key: StoreKey) -> bytes:
     """Encrypt a payload into the bytes of ``sessions.json``, with a fresh random nonce."""
+    return seal_with_nonce(plaintext, key)[0]
+
+
+def seal_with_nonce(plaintext: bytes, key: StoreKey) -> tuple[bytes, str]:
+    """:func:`seal`, also returning the nonce (base64) that names this version of the file."""
     nonce = secrets.token_bytes(NONCE_BYTES)
     header = _Header(FORMAT_VERSION, ALG, key.kid, _b64(nonce))
     ciphertext = key.aead.encrypt(nonce, plaintext, msgspec.json.encode(header))
     envelope = _Envelope(header.version, header.alg, header.kid, header.nonce, _b64(ciphertext))
-    return msgspec.json.encode(envelope)
+    return msgspec.json.encode(envelope), header.nonce
 
 
 def parse_sessions_file(data: bytes, key: StoreKey, *, now: float) -> ParsedSessions:
@@ -147,17 +156,17 @@ def parse_sessions_file(data: bytes, key: StoreKey, *, now: float) -> ParsedSess
     if _ENVELOPE_FIELDS & document.keys() or any(
         not isinstance(value, dict) for value in document.values()
     ):
-        plaintext = _open_envelope(document, key)
+        plaintext, nonce = _open_envelope(document, key)
         try:
             payload = _payload_decoder.decode(plaintext)
         except msgspec.DecodeError as exc:
             raise UnreadableFileError(f"decrypted content is not a session list ({exc})") from None
         sessions = {record.session_key: record for record in payload.sessions}
-        return ParsedSessions(sessions=sessions, plaintext=plaintext, legacy=False)
+        return ParsedSessions(sessions=sessions, plaintext=plaintext, legacy=False, nonce=nonce)
     return ParsedSessions(sessions=_parse_legacy(document, now), plaintext=None, legacy=True)
 
 
-def _open_envelope(document: dict[str, Any], key: StoreKey) -> bytes:
+def _open_envelope(document: dict[str, Any], key: StoreKey) -> tuple[bytes, str]:
     try:
         envelope = msgspec.convert(document, _Envelope)
     except msgspec.ValidationError as exc:
@@ -177,7 +186,7 @@ def _open_envelope(document: dict[str, Any], key: StoreKey) -> bytes:
     ciphertext = _unb64(envelope.ciphertext, "ciphertext")
     header = _Header(envelope.version, envelope.alg, envelope.kid, envelope.nonce)
     try:
-        return key.aead.decrypt(nonce, ciphertext, msgspec.json.encode(header))
+        return key.aead.decrypt(nonce, ciphertext, msgspec.json.encode(header)), envelope.nonce
     except InvalidTag:
         raise UnreadableFileError(
             "authentication failed: the file was modified, or encrypted with another key"

@@ -81,7 +81,12 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", o
 
     def prunable(self, now: float) -> bool:
         """Whether the session is dead at ``now``: expired and no longer renewable."""
-        return self.expired(now) and not self.renewable(now)
+        # expired() and not renewable(), spelled out: the store scans every session with
+        # this before each write, so two method calls per session add up at 100k sessions.
+        expires_at = self.expires_at
+        return expires_at <= now and (
+            self.refresh_token is None or now >= expires_at + RENEWAL_WINDOW_SECONDS
+        )
 
     def view(self) -> SessionView:
         """The record without its refresh token (what readers of the store get)."""
@@ -178,8 +183,8 @@ class Snapshot:
             The snapshot without dead sessions (``self`` if none was dead) and how many
             sessions were dropped.
         """
-        live = {key: record for key, record in self.sessions.items() if not record.prunable(now)}
-        dropped = len(self.sessions) - len(live)
-        if not dropped:
+        dead = {key for key, record in self.sessions.items() if record.prunable(now)}
+        if not dead:  # the common case: no copy of a mapping of every session
             return self, 0
-        return Snapshot(sessions=live, bindings=self.bindings), dropped
+        live = {key: record for key, record in self.sessions.items() if key not in dead}
+        return Snapshot(sessions=live, bindings=self.bindings), len(dead)
