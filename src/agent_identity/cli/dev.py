@@ -29,20 +29,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import trio
 
 from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subparsers, add_command
-from agent_identity.cli.demo import DemoAccount, run_walkthrough
 from agent_identity.cli.serve import add_server_options, report_config_error, serve_loaded
 from agent_identity.config import ConfigError, load_config
 from agent_identity.host.session_keys import MAIN_SESSION_KEY
 from agent_identity.kernel import ActorStopped
 from agent_identity.oidc import OidcError
-from agent_identity.sandbox import Sandbox, Seed, SeedError, load_seed, open_sandbox
-from agent_identity.sandbox.devconfig import DEV_USER, DEV_USER_POOL, dev_openclaw_json
-from agent_identity.system.serve import ServerInfo
+
+if TYPE_CHECKING:
+    from agent_identity.cli.demo import DemoAccount
+    from agent_identity.sandbox import Sandbox, Seed
+    from agent_identity.system.serve import ServerInfo
 
 __all__ = [
     "DevStack",
@@ -134,6 +135,8 @@ class SandboxThread:
             self._ready.set()
 
     async def _serve(self) -> None:
+        from agent_identity.sandbox import open_sandbox  # noqa: PLC0415 - imported when dev runs
+
         async with open_sandbox(self._seed) as sb:
             self._stack = self._build(sb)
             self._stop = trio.Event()
@@ -197,6 +200,13 @@ def build_stack(sb: Sandbox, *, folder: Path) -> DevStack:
     Raises:
         LookupError: The seed has no dev user pool, no gateway client in it, or no user.
     """
+    from agent_identity.cli.demo import DemoAccount  # noqa: PLC0415 - imported when dev runs
+    from agent_identity.sandbox.devconfig import (  # noqa: PLC0415
+        DEV_USER,
+        DEV_USER_POOL,
+        dev_openclaw_json,
+    )
+
     callback_url = f"http://127.0.0.1:{_free_loopback_port()}/identity/oauth/callback"
     config = dev_openclaw_json(
         sb, callback_url=callback_url, data_dir=folder, overrides=DEV_OVERRIDES
@@ -314,6 +324,10 @@ def run_dev(args: argparse.Namespace, io: Io) -> int:
     Returns:
         The exit code (see the module docstring).
     """
+    # The sandbox and the demo are imported only when ``dev`` runs: every other command (above
+    # all ``serve``, whose cold start counts) builds the same parser without paying for them.
+    from agent_identity.sandbox import SeedError, load_seed  # noqa: PLC0415
+
     try:
         seed = load_seed(args.seed)
     except SeedError as exc:
@@ -359,6 +373,8 @@ def _run_in(folder: Path, seed: Seed, args: argparse.Namespace, io: Io) -> int:
                 return
             _write(io.out, stack_lines(info, stack))
             try:
+                from agent_identity.cli.demo import run_walkthrough  # noqa: PLC0415
+
                 held.append(await run_walkthrough(info, stack.account, io.out))
             finally:
                 info.stop()  # the demo is over either way: a graceful stop, like SIGTERM
