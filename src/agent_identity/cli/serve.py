@@ -22,7 +22,7 @@ from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subpa
 from agent_identity.cli.config_command import default_config_path
 from agent_identity.cli.logs import LogFormat, configure_logging
 from agent_identity.config import ConfigError, LoadedConfig, load_config, secret_values
-from agent_identity.kernel import ChildStartFailed, SupervisorGaveUp
+from agent_identity.kernel import ChildStartFailed, SupervisorGaveUp, lone_exception
 from agent_identity.system.serve import ServerInfo, run_server
 from agent_identity.transports.uds_socket import UnixListenerError
 
@@ -88,22 +88,13 @@ def _banner(info: ServerInfo, out: TextIO) -> None:
     out.flush()
 
 
-def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    found: BaseException = group
-    while isinstance(found, BaseExceptionGroup):
-        if len(found.exceptions) != 1:
-            return None
-        found = found.exceptions[0]
-    return found
-
-
 def _run_unwrapped(main: Callable[[], Awaitable[None]]) -> None:
     # Nurseries wrap a start failure (a socket in use, a port taken) in nested one-member
     # groups; it is raised as itself so that serve_loaded can map it to an exit code.
     try:
         trio.run(main)
     except BaseExceptionGroup as group:
-        lone = _lone_exception(group)
+        lone = lone_exception(group)
         if lone is None:
             raise
         raise lone from group

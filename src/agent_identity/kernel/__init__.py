@@ -22,6 +22,7 @@ from agent_identity.kernel._errors import (
     MailboxFull,
     SupervisorGaveUp,
     TooManyChildren,
+    lone_exception,
 )
 from agent_identity.kernel._fanout import DEFAULT_EVENT_BUFFER, EventFanout
 from agent_identity.kernel._keyed import KeyedSupervisor, KeyedSupervisorStatistics
@@ -71,6 +72,7 @@ __all__ = [
     "SupervisorStatistics",
     "Ticker",
     "TooManyChildren",
+    "lone_exception",
     "run_main",
     "serve_until_signalled",
 ]

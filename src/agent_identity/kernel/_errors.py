@@ -19,6 +19,7 @@ __all__ = [
     "MailboxFull",
     "SupervisorGaveUp",
     "TooManyChildren",
+    "lone_exception",
 ]
 
 
@@ -134,3 +135,17 @@ class TooManyChildren(KernelError):  # noqa: N818 - names a state, like trio.Can
         super().__init__(f"keyed supervisor {supervisor!r} already runs {limit} children")
         self.supervisor = supervisor
         self.limit = limit
+
+
+def lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The single exception inside nested one-member groups, or ``None`` if there are several.
+
+    Nurseries wrap a failure in one group per level; callers that map a start failure (a port
+    taken, a socket in use) to a clear message unwrap it with this.
+    """
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        if len(found.exceptions) != 1:
+            return None
+        found = found.exceptions[0]
+    return found

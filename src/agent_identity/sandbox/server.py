@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -21,6 +20,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
 
+from agent_identity._net import bound_tcp_fd
+from agent_identity.kernel import lone_exception
 from agent_identity.sandbox.app import RequestLog, SandboxApp
 from agent_identity.sandbox.faults import Faults
 from agent_identity.sandbox.feishu import FeishuSandbox
@@ -194,28 +195,6 @@ class Sandbox:
         return f"{self.tip_issuer(workload_pool)}/keys"
 
 
-def _lone_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    found: BaseException = group
-    while isinstance(found, BaseExceptionGroup):
-        if len(found.exceptions) != 1:
-            return None
-        found = found.exceptions[0]
-    return found
-
-
-def _bound_fd(host: str, port: int) -> int:
-    # Bound here rather than by hypercorn, which leaks its socket when bind() fails; the
-    # descriptor is handed over as ``fd://`` and owned by hypercorn from then on.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock.detach()
-
-
 @asynccontextmanager
 async def open_sandbox(
     seed: Seed | SeedSource = None,
@@ -257,7 +236,7 @@ async def open_sandbox(
         max_skew_seconds=max_skew_seconds,
     )
     config = Config()
-    config.bind = [f"fd://{_bound_fd(host, port)}"]
+    config.bind = [f"fd://{bound_tcp_fd(host, port)}"]
     config.accesslog = None
     config.errorlog = logger
     config.graceful_timeout = _GRACE_SECONDS
@@ -277,7 +256,7 @@ async def open_sandbox(
     except BaseExceptionGroup as group:
         # Nurseries (ours and hypercorn's) wrap everything in groups; a lone error (the
         # caller's own, or the server's) is re-raised as itself so ``except`` sees it.
-        lone = _lone_exception(group)
+        lone = lone_exception(group)
         if lone is None:
             raise
         raise lone from None

@@ -24,7 +24,6 @@ a :class:`DeferredApp` and sets its ``app`` once there is one.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, Protocol, cast
@@ -35,6 +34,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from hypercorn.typing import ASGIFramework
 
+from agent_identity._net import bound_tcp_fd
 from agent_identity.transports.pages import (
     error_page,
     security_headers,
@@ -255,20 +255,6 @@ def bind_address(callback_url: str) -> tuple[str, int, str]:
     return parts.hostname, port, parts.path or CALLBACK_PATH
 
 
-def _bound_fd(host: str, port: int) -> int:
-    # Bound here rather than by hypercorn, which leaks its socket when bind() fails; the
-    # descriptor is handed over as ``fd://`` and owned by hypercorn from then on.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock.detach()
-
-
 async def serve_callback_app(
     app: ASGIApp,
     host: str,
@@ -296,7 +282,7 @@ async def serve_callback_app(
         OSError: The address cannot be bound.
     """
     config = Config()
-    config.bind = [f"fd://{_bound_fd(host, port)}"]
+    config.bind = [f"fd://{bound_tcp_fd(host, port)}"]
     config.accesslog = None  # request lines carry the authorization code
     config.errorlog = logger
     config.graceful_timeout = _GRACE_SECONDS
