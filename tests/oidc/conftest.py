@@ -40,7 +40,9 @@ CLIENT_SECRET = "openclaw-gateway-client-secret"
 PROVIDER_DIR = Path(__file__).resolve().parents[1] / "oidc-provider"
 INTEROP_CLIENT_ID = "agent-identity-rp"
 INTEROP_CLIENT_SECRET = "agent-identity-rp-secret/with+odd chars"
-_READY_TIMEOUT = 30.0
+# Generous: the first start in a fresh clone loads node_modules from a cold disk cache, and a
+# loaded 2-core CI machine has been seen to need more than 30 s for it.
+_READY_TIMEOUT = 90.0
 
 FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02, max_retry_after=1.0)
 
