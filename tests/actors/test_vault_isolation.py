@@ -39,6 +39,7 @@ class Ledger:
     counter: int = 0
     overlays: int = 0
     non_empty: int = 0
+    fast: int = 0
 
     def new_value(self, session: str) -> str:
         self.counter += 1
@@ -89,10 +90,16 @@ async def scenario(seed: int, *, sessions: int = 50, calls: int = 400) -> Ledger
             lease_id = f"run-{rng.randrange(calls // 4)}:call-{number}"
             if rng.random() < 0.1:
                 lease_id = f"shared:{rng.randrange(3)}"  # ids that collide across sessions
-            overlay = await creds.lease(session, lease_id)
+            # Half the calls take before_tool_call's path: the synchronous lease first.
+            fast = rng.random() < 0.5
+            overlay = creds.lease_nowait(session, lease_id) if fast else None
+            if overlay is None:
+                overlay = await creds.lease(session, lease_id)
+            else:
+                ledger.fast += 1
             _check(ledger, session, overlay)
             await _jitter(rng)
-            if rng.random() < 0.8:
+            if rng.random() < 0.8 and (not fast or creds.release_nowait(lease_id) is None):
                 await creds.release(lease_id)
 
         async def churn() -> None:
@@ -137,6 +144,7 @@ async def test_overlays_never_cross_sessions(seed: int) -> None:
     ledger = await scenario(seed)
     assert ledger.overlays > 400
     assert ledger.non_empty > 100  # the property was exercised, not vacuously true
+    assert ledger.fast > 100  # and so was the synchronous lease path
 
 
 @settings(max_examples=12, deadline=None)

@@ -148,3 +148,33 @@ async def test_an_immediate_failure_is_still_a_checkpoint() -> None:
         assert (await checker.check_tool(ALICE, "exec")).failed
     with trio.testing.assert_checkpoints():
         assert not (await checker.check_tool(ALICE, "")).allowed
+
+
+async def test_the_nowait_checks_answer_only_from_the_cache(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    policy = Policy()
+    checker = PermissionChecker(policy, "default", cache_ttl=30.0)
+    key = "agent:main:telegram:direct:42"
+    assert checker.check_tool_nowait(ALICE, "exec", session_key=key) is None
+    asked = await checker.check_tool(ALICE, "exec", session_key=key)
+    assert await checker.check_skill_read(ALICE, "deny-wx", session_key=key) is not None
+    fast = checker.check_tool_nowait(ALICE, "exec", session_key=key)
+    assert fast is not None
+    assert (fast.allowed, fast.reason, fast.cached) == (True, asked.reason, True)
+    skill = checker.check_skill_read_nowait(ALICE, "deny-wx", session_key=key)
+    assert skill is not None
+    assert not skill.allowed
+    # Another session, another user, another resource kind or name: not this entry.
+    bob = TipClaims(sub="bob", chain=ALICE.chain)
+    assert checker.check_tool_nowait(ALICE, "exec", session_key="agent:main:main") is None
+    assert checker.check_tool_nowait(bob, "exec", session_key=key) is None
+    assert checker.check_skill_read_nowait(ALICE, "exec", session_key=key) is None
+    assert checker.check_tool_nowait(ALICE, "", session_key=key) is None
+    # A TIP not decoded yet is for the awaited check (it decodes it or says why it cannot).
+    assert checker.check_tool_nowait("not-a-jwt", "exec", session_key=key) is None
+    stats = checker.statistics()
+    assert (stats.checks, stats.cache_hits, stats.allowed, stats.denied) == (4, 2, 2, 2)
+    assert len(policy.requests) == 2
+    await trio.sleep(30)
+    assert checker.check_tool_nowait(ALICE, "exec", session_key=key) is None  # expired

@@ -70,8 +70,10 @@ def test_tool_call() -> None:
     assert summary["permission_cache_hits"] > 0
     (alloc,) = of_kind(lines, "allocations")
     assert {"peak_bytes_per_call_p50", "retained_bytes_per_call"} <= alloc.keys()
+    assert summary["actor_messages"] == 0  # the fast path is what was timed
     parts = {line["part"] for line in of_kind(lines, "breakdown")}
-    assert {"actor_hop", "check_tool_cached", "lease_and_release"} <= parts
+    assert {"tip_nowait", "check_tool_nowait", "lease_and_release_nowait"} <= parts
+    assert "actor_hop_avoided" in parts
 
 
 def test_sessions_scale() -> None:

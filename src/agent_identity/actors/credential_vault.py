@@ -167,7 +167,7 @@ class CredentialVault(NurseryActor[VaultMsg]):
     @property
     def client(self) -> CredentialVaultClient:
         """A typed client of this vault."""
-        return CredentialVaultClient(self.address)
+        return CredentialVaultClient(self.address, leases=self)
 
     async def on_start(self) -> None:
         """Start every run empty: credentials are in memory only."""
@@ -349,18 +349,47 @@ class CredentialVault(NurseryActor[VaultMsg]):
     def _lease(
         self, state: VaultState, reply: Reply[dict[str, str]], key: str, lease_id: str
     ) -> None:
-        if not state.credentials_of(key):
-            reply.set({})  # nothing to inject, nothing to record
-            return
-        cached = state.bindings.get(key)
-        if cached is not None:
-            reply.set(state.grant(key, lease_id, cached))
+        granted = self._lease_from_memory(state, key, lease_id)
+        if granted is not None:
+            reply.set(granted)
             return
 
         async def after_load() -> dict[str, str]:
             return state.grant(key, lease_id, await state.bindings_of(key))
 
         self._serve(state, reply, after_load)
+
+    @staticmethod
+    def _lease_from_memory(state: VaultState, key: str, lease_id: str) -> dict[str, str] | None:
+        """The lease when the session's bindings are in memory; ``None``: load them first."""
+        if not state.credentials_of(key):
+            return {}  # nothing to inject, nothing to record
+        cached = state.bindings.get(key)
+        return None if cached is None else state.grant(key, lease_id, cached)
+
+    def lease_nowait(self, session_key: str, lease_id: str) -> dict[str, str] | None:
+        """``GrantLease`` in the caller's task, when it needs no wait (``before_tool_call``).
+
+        A mailbox round trip costs more than the rest of the hook. This does what the
+        handler does when the session's bindings are in memory, synchronously: Trio runs
+        one task at a time, so it runs between two whole steps of the vault, like a message
+        handled at once.
+
+        Returns:
+            The overlay, or ``None`` when the answer needs the actor: the vault is not
+            running (or restarting), or the session's bindings are not loaded yet.
+        """
+        state = self._state
+        if state is None or not self.running:
+            return None
+        return self._lease_from_memory(state, session_key, lease_id)
+
+    def release_nowait(self, lease_id: str) -> bool | None:
+        """``ReleaseLease`` in the caller's task (``after_tool_call``); ``None``: not running."""
+        state = self._state
+        if state is None or not self.running:
+            return None
+        return state.leases.release(lease_id)
 
 
 def _import_refusal(provider: str, env_var: str, value: str | None) -> BindingResult | None:

@@ -14,6 +14,7 @@ asked. The envelopes are internal to the process and never serialised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -225,12 +226,20 @@ class TipRefresherClient:
 
     Args:
         address: The refresher's address (``refresher.address``).
+        nowait: The refresher's synchronous cache-hit path (``refresher.get_tip_nowait``);
+            without it :meth:`get_tip_nowait` always answers ``None``.
     """
 
-    __slots__ = ("_address",)
+    __slots__ = ("_address", "_nowait")
 
-    def __init__(self, address: Address[TipRefresherMsg]) -> None:
+    def __init__(
+        self,
+        address: Address[TipRefresherMsg],
+        *,
+        nowait: Callable[[str], TipInfo | None] | None = None,
+    ) -> None:
         self._address = address
+        self._nowait = nowait
 
     def __repr__(self) -> str:
         return f"<TipRefresherClient of {self._address.name!r}>"
@@ -247,6 +256,14 @@ class TipRefresherClient:
             still servable does not matter here: the cached TIP is returned.
         """
         return await self._address.ask(GetTip, session_key, agent_id, False)
+
+    def get_tip_nowait(self, session_key: str) -> TipInfo | None:
+        """The session's TIP if the cache has it servable now, in the caller's task.
+
+        Answers what :meth:`get_tip` would answer from the cache, without waiting; ``None``
+        means "ask :meth:`get_tip`" (a miss, a restart, a client without the fast path).
+        """
+        return None if self._nowait is None else self._nowait(session_key)
 
     async def refresh(self, session_key: str, *, agent_id: str | None = None) -> TipOutcome:
         """Mint a new TIP now (``login`` of a logged-in user), sharing a mint in flight.

@@ -183,7 +183,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
     @property
     def client(self) -> TipRefresherClient:
         """A typed client of this refresher."""
-        return TipRefresherClient(self.address)
+        return TipRefresherClient(self.address, nowait=self.get_tip_nowait)
 
     @property
     def policy(self) -> RefreshPolicy:
@@ -271,29 +271,57 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         force: bool,
         count: bool = True,
     ) -> None:
-        now = self._wall()
         agent = agent_id if agent_id is not None else self._known_agent(state, key)
-        workload = self._workload(agent)
         entry = state.entries.get(key)
-        fits = entry is None or entry.workload == workload
-        if (
-            entry is not None
-            and fits
-            and not force
-            and self._policy.servable(entry.expires_at, now)
-        ):
-            if count:
-                self._hits += 1
-            entry.last_used = now
-            reply.set(entry.info(cached=True))
-            if entry.refresh_at <= now and key not in state.flights:
-                # The wall clock says the refresh is due but the timer has not fired (the
-                # machine slept, the clock was stepped): refresh ahead, serve this one meanwhile.
-                self._start(state, key, agent, background=True)
-            return
+        fits = entry is None or entry.workload == self._workload(agent)
+        if not force and fits and entry is not None:
+            served = self._serve_cached(state, entry, agent, count=count)
+            if served is not None:
+                reply.set(served)
+                return
         if count and not force:
             self._misses += 1
         self._join(state, key, agent, Waiter(reply, stale_ok=fits and not force))
+
+    def _serve_cached(
+        self, state: RunState, entry: CachedTip, agent: str | None, *, count: bool = True
+    ) -> TipInfo | None:
+        """Serve a cached TIP that fits the asker, if it is still servable; ``None`` if not."""
+        now = self._wall()
+        if not self._policy.servable(entry.expires_at, now):
+            return None
+        if count:
+            self._hits += 1
+        entry.last_used = now
+        if entry.refresh_at <= now and entry.key not in state.flights:
+            # The wall clock says the refresh is due but the timer has not fired (the
+            # machine slept, the clock was stepped): refresh ahead, serve this one meanwhile.
+            self._start(state, entry.key, agent, background=True)
+        return entry.info(cached=True)
+
+    def get_tip_nowait(self, session_key: str) -> TipInfo | None:
+        """Serve a cache hit in the caller's task, without a mailbox round trip.
+
+        The fast path of ``before_tool_call`` (a hop through the mailbox costs more than the
+        rest of the hook). It does exactly what a ``GetTip`` that hits the cache does, and
+        it is synchronous: Trio runs one task at a time and switches only at checkpoints, so
+        this runs between two whole steps of the refresher, like a message handled at once.
+
+        Returns:
+            The cached TIP, or ``None`` when the answer needs the actor: the refresher is
+            not running (or restarting), nothing servable is cached, or the cached TIP was
+            minted for another workload than the session's agent now names.
+        """
+        state = self._state
+        if state is None or not self.running:
+            return None
+        entry = state.entries.get(session_key)
+        if entry is None:
+            return None
+        agent = self._known_agent(state, session_key)
+        if entry.workload != self._workload(agent):
+            return None
+        return self._serve_cached(state, entry, agent)
 
     def _join(self, state: RunState, key: str, agent: str | None, waiter: Waiter) -> None:
         flight = state.flights.get(key)

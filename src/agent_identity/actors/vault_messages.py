@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent_identity.actors.vault_types import (
     BindingResult,
@@ -171,6 +172,16 @@ VaultMsg = (
 )
 
 
+class LeaseFastPath(Protocol):
+    """What a vault serves synchronously in the caller's task (``before_tool_call``'s path)."""
+
+    def lease_nowait(self, session_key: str, lease_id: str) -> dict[str, str] | None:
+        """What ``GrantLease`` answers, if it needs no wait; ``None`` otherwise."""
+
+    def release_nowait(self, lease_id: str) -> bool | None:
+        """What ``ReleaseLease`` answers, if it needs no wait; ``None`` otherwise."""
+
+
 class CredentialVaultClient:
     """Typed access to the credential vault through its address.
 
@@ -183,12 +194,15 @@ class CredentialVaultClient:
 
     Args:
         address: The vault's address (``vault.address``).
+        leases: The vault's synchronous lease paths (the vault itself); without them
+            :meth:`lease_nowait` and :meth:`release_nowait` always answer ``None``.
     """
 
-    __slots__ = ("_address",)
+    __slots__ = ("_address", "_leases")
 
-    def __init__(self, address: Address[VaultMsg]) -> None:
+    def __init__(self, address: Address[VaultMsg], *, leases: LeaseFastPath | None = None) -> None:
         self._address = address
+        self._leases = leases
 
     def __repr__(self) -> str:
         return f"<CredentialVaultClient of {self._address.name!r}>"
@@ -338,6 +352,14 @@ class CredentialVaultClient:
     async def release(self, lease_id: str) -> bool:
         """Release a lease (``after_tool_call``); returns whether it was live."""
         return await self._address.ask(ReleaseLease, lease_id)
+
+    def lease_nowait(self, session_key: str, lease_id: str) -> dict[str, str] | None:
+        """:meth:`lease` in the caller's task when the vault can answer at once, else ``None``."""
+        return None if self._leases is None else self._leases.lease_nowait(session_key, lease_id)
+
+    def release_nowait(self, lease_id: str) -> bool | None:
+        """:meth:`release` in the caller's task when the vault can answer at once, else ``None``."""
+        return None if self._leases is None else self._leases.release_nowait(lease_id)
 
     async def statistics(self) -> VaultStatistics:
         """The vault's statistics."""

@@ -126,6 +126,8 @@ class VaultState:
         self.flows: dict[tuple[str, str], PendingFlow] = {}
         self.leases = LeaseTable(lease_ttl)
         self.lease_added = trio.Event()
+        #: When the lease sweeper wakes up next (``inf`` until it first runs).
+        self.sweep_at = math.inf
         self.limiter = trio.CapacityLimiter(max_calls)
         self.clears = 0
         self.cleared_at: dict[str, int] = {}
@@ -328,18 +330,27 @@ class VaultState:
         overlay = env_overlay(self.credentials_of(session_key), bindings, now)
         if not overlay:
             return {}
-        wake_sweeper = math.isinf(self.leases.next_expiry())
         if not self.leases.grant(lease_id, session_key, overlay, now):
             logger.warning("lease %r is held by another session; nothing injected", lease_id)
             return {}
-        if wake_sweeper:
+        # Every lease lives the same TTL, so a new one never expires before the sweeper's
+        # wake-up (even an idle sweeper wakes a TTL after it last ran): waking it on every
+        # tool call would cost a task switch per call for nothing. The check stays for a
+        # clock that jumped back.
+        if self.leases.next_expiry() < self.sweep_at:
             self.lease_added.set()
         return overlay
 
     async def sweep_leases(self) -> None:
         """Drop leases whose TTL passed, waking at the next expiry (or when one is added)."""
         while True:
-            with trio.move_on_at(self.leases.next_expiry()):
+            upcoming = self.leases.next_expiry()
+            # Idle (no lease): look again a TTL from now; no lease granted meanwhile can
+            # expire before that.
+            self.sweep_at = (
+                upcoming if upcoming < math.inf else trio.current_time() + self.leases.ttl
+            )
+            with trio.move_on_at(self.sweep_at):
                 await self.lease_added.wait()
             self.lease_added = trio.Event()
             swept = self.leases.sweep(trio.current_time())

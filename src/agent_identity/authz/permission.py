@@ -36,11 +36,22 @@ No reason, error or statistic ever contains the TIP: CheckPermission is sent onl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Final, Protocol
+from dataclasses import replace
 
 import trio
 
+from agent_identity.authz.permission_cache import DecisionCache, DecisionKey
+from agent_identity.authz.permission_model import (
+    ACTION_CALL,
+    ACTION_INVOKE,
+    ACTION_READ,
+    RESOURCE_AGENT,
+    RESOURCE_SKILL,
+    RESOURCE_TOOL,
+    PermissionBackend,
+    PermissionDecision,
+    PermissionStatistics,
+)
 from agent_identity.authz.permission_skills import (
     SkillEntry,
     parse_available_skills,
@@ -55,7 +66,6 @@ from agent_identity.volcengine.models import (
     EntityRef,
     PermissionExtra,
 )
-from agent_identity.volcengine.models import PermissionDecision as WirePermissionDecision
 
 __all__ = [
     "ACTION_CALL",
@@ -77,19 +87,6 @@ __all__ = [
     "skill_for_read",
 ]
 
-#: ``Operation.Id`` of the agent check.
-ACTION_INVOKE: Final = "invoke"
-#: ``Operation.Id`` of the tool check.
-ACTION_CALL: Final = "call"
-#: ``Operation.Id`` of the skill-read check.
-ACTION_READ: Final = "read"
-#: ``Resource.Type`` of the agent check.
-RESOURCE_AGENT: Final = "agent"
-#: ``Resource.Type`` of the tool check.
-RESOURCE_TOOL: Final = "tool"
-#: ``Resource.Type`` of the skill-read check.
-RESOURCE_SKILL: Final = "skill"
-
 #: Seconds a decision of the control plane is reused.
 DEFAULT_CACHE_TTL = 30.0
 #: Seconds a fail-closed deny is reused (0: never cached).
@@ -102,63 +99,6 @@ _OPERATION_TYPE = "Action"
 _CALLER_TYPE = "agent"
 _MAX_SHOWN = 128  # characters of an id shown in a reason
 _MAX_MESSAGE = 300  # characters of the control plane's message shown in a reason
-
-# session key (or ""), sub, actors, resource type, resource id, action
-_Key = tuple[str, str, tuple[str, ...], str, str, str]
-
-
-class PermissionBackend(Protocol):
-    """What the checker needs of the control plane: :class:`IdentityClient` satisfies it."""
-
-    async def check_permission(self, request: CheckPermissionRequest) -> WirePermissionDecision:
-        """Decide one CheckPermission request; raise :class:`VolcengineError` on failure."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class PermissionDecision:
-    """The answer of a check: a value, never an exception."""
-
-    #: Whether the action may go ahead; anything but an explicit allow is ``False``.
-    allowed: bool
-    #: Why, in a sentence fit for a block reason or a log line (never contains a token).
-    reason: str
-    #: Whether the answer came from the cache (or was shared with a concurrent check).
-    cached: bool = False
-    #: Whether this is a fail-closed deny because the control plane could not be asked.
-    failed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PermissionStatistics:
-    """Counters of a :class:`PermissionChecker` (lifetime)."""
-
-    #: Checks asked for.
-    checks: int
-    #: Checks that allowed.
-    allowed: int
-    #: Checks that denied (by policy, by failure or for bad input).
-    denied: int
-    #: Checks answered from the cache.
-    cache_hits: int
-    #: Checks that waited for a concurrent identical check instead of calling.
-    coalesced: int
-    #: CheckPermission calls made.
-    control_plane_calls: int
-    #: Calls that failed (each one a fail-closed deny).
-    failures: int
-    #: Checks denied before any call: unreadable TIP, no agent, empty name.
-    invalid: int
-    #: Decisions cached right now (expired ones included until swept).
-    cache_size: int
-    #: Control-plane calls in flight right now.
-    in_flight: int
-
-
-@dataclass(slots=True)
-class _Entry:
-    decision: PermissionDecision
-    expires_at: float
 
 
 class _Flight:
@@ -228,9 +168,8 @@ class PermissionChecker:
         self.cache_ttl = cache_ttl
         self.failure_ttl = failure_ttl
         self.max_entries = max_entries
-        self._clock = clock
-        self._cache: dict[_Key, _Entry] = {}
-        self._flights: dict[_Key, _Flight] = {}
+        self._cache: DecisionCache[PermissionDecision] = DecisionCache(max_entries, clock)
+        self._flights: dict[DecisionKey, _Flight] = {}
         self._checks = 0
         self._allowed = 0
         self._denied = 0
@@ -350,6 +289,42 @@ class PermissionChecker:
             extra=_extra(run_id, session_id),
         )
 
+    def check_tool_nowait(
+        self, claims: TipClaims | str, tool_name: str, *, session_key: str | None = None
+    ) -> PermissionDecision | None:
+        """:meth:`check_tool`'s answer if the cache has it, in the caller's task; else ``None``.
+
+        ``before_tool_call``'s fast path: a cache hit needs no checkpoint and no deadline.
+        ``None`` means "await :meth:`check_tool`": nothing cached, an empty name, or a TIP
+        not decoded yet (a string; the awaited check decodes it or says why it cannot).
+        """
+        return self._cached(claims, RESOURCE_TOOL, tool_name, ACTION_CALL, session_key)
+
+    def check_skill_read_nowait(
+        self, claims: TipClaims | str, skill_name: str, *, session_key: str | None = None
+    ) -> PermissionDecision | None:
+        """:meth:`check_skill_read`'s answer if the cache has it; see :meth:`check_tool_nowait`."""
+        return self._cached(claims, RESOURCE_SKILL, skill_name, ACTION_READ, session_key)
+
+    def _cached(
+        self,
+        claims: TipClaims | str,
+        resource_type: str,
+        resource_id: str,
+        action: str,
+        session_key: str | None,
+    ) -> PermissionDecision | None:
+        if not isinstance(claims, TipClaims):
+            return None
+        # Tools and skills alike list every actor of the chain as callers (see check_tool).
+        key = _key(session_key, claims, claims.chain.actors, resource_type, resource_id, action)
+        decision = self._cache.get(key) if resource_id else None
+        if decision is None:
+            return None
+        self._checks += 1
+        self._hits += 1
+        return self._count(decision)
+
     # ------------------------------------------------------------------ cache control
 
     def invalidate(self, *, session_key: str | None = None, sub: str | None = None) -> int:
@@ -360,20 +335,11 @@ class PermissionChecker:
         """
         if session_key is None and sub is None:
             return self.clear()
-        doomed = [
-            key
-            for key in self._cache
-            if (session_key is None or key[0] == session_key) and (sub is None or key[1] == sub)
-        ]
-        for key in doomed:
-            del self._cache[key]
-        return len(doomed)
+        return self._cache.invalidate(session_key=session_key, sub=sub)
 
     def clear(self) -> int:
         """Forget every cached decision (e.g. after a policy change); return how many."""
-        count = len(self._cache)
-        self._cache.clear()
-        return count
+        return self._cache.clear()
 
     def statistics(self) -> PermissionStatistics:
         """Return the checker's counters."""
@@ -430,15 +396,13 @@ class PermissionChecker:
         if not resource_id:
             return await self._answer_now(self._invalid_input(f"no {resource_type} name given"))
         callers = tuple(callers)
-        key: _Key = (session_key or "", claims.sub, callers, resource_type, resource_id, action)
+        key = _key(session_key, claims, callers, resource_type, resource_id, action)
         what = f"user {_shown(claims.sub)} {action} {resource_type} {_shown(resource_id)}"
         while True:
-            entry = self._cache.get(key)
-            if entry is not None:
-                if entry.expires_at > self._clock():
-                    self._hits += 1
-                    return await self._answer_now(replace(entry.decision, cached=True))
-                del self._cache[key]
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._hits += 1
+                return await self._answer_now(cached)
             flight = self._flights.get(key)
             if flight is None:
                 break
@@ -465,7 +429,7 @@ class PermissionChecker:
             flight.done.set()
         ttl = self.failure_ttl if decision.failed else self.cache_ttl
         if ttl > 0:
-            self._store(key, decision, self._clock() + ttl)
+            self._cache.store(key, replace(decision, cached=True), ttl)
         return self._count(decision)
 
     async def _ask(self, request: CheckPermissionRequest, what: str) -> PermissionDecision:
@@ -491,15 +455,16 @@ class PermissionChecker:
         await trio.lowlevel.checkpoint()
         return failure
 
-    def _store(self, key: _Key, decision: PermissionDecision, expires_at: float) -> None:
-        self._cache.pop(key, None)
-        if len(self._cache) >= self.max_entries:
-            now = self._clock()
-            for stale in [k for k, e in self._cache.items() if e.expires_at <= now]:
-                del self._cache[stale]
-            while len(self._cache) >= self.max_entries:
-                del self._cache[next(iter(self._cache))]
-        self._cache[key] = _Entry(decision, expires_at)
+
+def _key(
+    session_key: str | None,
+    claims: TipClaims,
+    callers: tuple[str, ...],
+    resource_type: str,
+    resource_id: str,
+    action: str,
+) -> DecisionKey:
+    return (session_key or "", claims.sub, callers, resource_type, resource_id, action)
 
 
 def _extra(run_id: str | None, session_id: str | None) -> PermissionExtra | None:

@@ -95,14 +95,29 @@ class RiskEvaluator:
             rules' one with ``llm_error`` if the LLM failed).
         """
         await trio.lowlevel.checkpoint()
-        # The host always sends a string; anything else (an in-process bug) has no rules.
-        tool = normalize_tool_name(tool_name) if isinstance(tool_name, str) else ""
-        safe_params: Mapping[str, Any] = params if isinstance(params, Mapping) else {}
+        tool, safe_params = _sanitized(tool_name, params)
         rules = evaluate_rules(tool, safe_params)
         if rules.risk != "medium" or self._llm is None:
             return rules
         return await self._llm.reevaluate(tool, safe_params, rules)
 
+    def assess_nowait(
+        self, tool_name: str, params: Mapping[str, Any] | None = None
+    ) -> RiskAssessment | None:
+        """:meth:`assess` in the caller's task when the rules settle it; ``None``: await it.
+
+        Only a ``medium`` verdict with the LLM check on needs the LLM (and a wait).
+        """
+        tool, safe_params = _sanitized(tool_name, params)
+        rules = evaluate_rules(tool, safe_params)
+        return None if rules.risk == "medium" and self._llm is not None else rules
+
     async def assess_command(self, command: str) -> RiskAssessment:
         """Assess a shell command as an ``exec`` call (``/identity risk <command>``)."""
         return await self.assess("exec", {"command": command})
+
+
+def _sanitized(tool_name: object, params: object) -> tuple[str, Mapping[str, Any]]:
+    # The host always sends a string; anything else (an in-process bug) has no rules.
+    tool = normalize_tool_name(tool_name) if isinstance(tool_name, str) else ""
+    return tool, params if isinstance(params, Mapping) else {}

@@ -200,7 +200,8 @@ class ToolHookContext(WireStruct, frozen=True, kw_only=True):
     requester: ToolRequester | None = None
 
 
-def _call_key(run_id: str | None, tool_call_id: str | None) -> str | None:
+def call_key(run_id: str | None, tool_call_id: str | None) -> str | None:
+    """``<runId>:<toolCallId>``, the key of per-call state; ``None`` without a call id."""
     # after_tool_call is not awaited and may run after the next call starts, so per-call state
     # is keyed by run and call id rather than by session (host contract 2.7).
     if tool_call_id is None:
@@ -221,7 +222,7 @@ class BeforeToolCallEvent(WireStruct, frozen=True, kw_only=True):
     @property
     def call_key(self) -> str | None:
         """``<runId>:<toolCallId>``, the key of per-call state; ``None`` without a call id."""
-        return _call_key(self.run_id, self.tool_call_id)
+        return call_key(self.run_id, self.tool_call_id)
 
 
 class AfterToolCallEvent(WireStruct, frozen=True, kw_only=True):
@@ -238,7 +239,7 @@ class AfterToolCallEvent(WireStruct, frozen=True, kw_only=True):
     @property
     def call_key(self) -> str | None:
         """Same key as :attr:`BeforeToolCallEvent.call_key` for the same call."""
-        return _call_key(self.run_id, self.tool_call_id)
+        return call_key(self.run_id, self.tool_call_id)
 
 
 # ---------------------------------------------------------------- commands and tools

@@ -200,6 +200,16 @@ class Actor(abc.ABC, Generic[Msg]):
             id if id is not None else self.name, self, restart=restart, shutdown=shutdown
         )
 
+    @property
+    def running(self) -> bool:
+        """Whether a run is active: between the start of :meth:`run` and its end.
+
+        A synchronous fast path that serves a request in the caller's task (a ``*_nowait``
+        method of a subclass) must check it: between a crash and the restart the state of
+        the dead run is still there but no longer the truth.
+        """
+        return self._run_done is not None
+
     def idle_since(self) -> float | None:
         """Return since when the actor has had nothing to do, or ``None`` if it is busy.
 
@@ -217,7 +227,7 @@ class Actor(abc.ABC, Generic[Msg]):
         """Return a snapshot of the actor's counters and mailbox."""
         return ActorStatistics(
             name=self.name,
-            running=self._run_done is not None,
+            running=self.running,
             mailbox_size=self.mailbox_size,
             mailbox_depth=self._mailbox.depth,
             peak_depth=self._mailbox.peak_depth,
