@@ -1,19 +1,8 @@
 """CheckPermission for agents, tools and skills: cached briefly, single-flight, fail closed.
 
 The three checks of ``authz`` (spec "authz config") all ask the Identity control plane the
-same question, *may this user do this to that?*, mapped as veadk maps it (API spec 2.5):
-
-============  ==================  ==================================  =======================
-check         ``Operation.Id``    ``Resource``                        ``OriginalCallers``
-============  ==================  ==================================  =======================
-agentCheck    ``invoke``          ``agent`` / outermost TIP actor     deeper TIP actors
-toolCheck     ``call``            ``tool`` / the tool name            every TIP actor
-skillRead     ``read``            ``skill`` / the skill name          every TIP actor
-============  ==================  ==================================  =======================
-
-The principal is always ``{Type: user, Id: <TIP sub>}``; the operation type is ``Action``.
-For an agent check the outermost actor is the resource, so only the deeper ones are callers;
-for tools and skills the agent making the call is itself a caller and leads the list.
+same question, *may this user do this to that?* (the mapping to CheckPermission is in
+:mod:`agent_identity.authz.permission_wire`).
 
 Decisions (allow and deny alike) are cached for :attr:`PermissionChecker.cache_ttl` seconds
 (30 s by default) on Trio's clock, keyed by the session key, the user, the delegation chain,
@@ -58,12 +47,18 @@ from agent_identity.authz.permission_skills import (
     parse_skill_entries,
     skill_for_read,
 )
+from agent_identity.authz.permission_wire import (
+    allowed_or_denied,
+    check_request,
+    describe,
+    extra_of,
+    failed_closed,
+)
 from agent_identity.authz.tip_claims import TipClaims, TipClaimsError, decode_tip_claims
 from agent_identity.config import AuthzConfig
 from agent_identity.volcengine.errors import VolcengineError
 from agent_identity.volcengine.models import (
     CheckPermissionRequest,
-    EntityRef,
     PermissionExtra,
 )
 
@@ -94,12 +89,6 @@ DEFAULT_FAILURE_TTL = 0.0
 #: Decisions kept at most; the oldest go first.
 DEFAULT_MAX_ENTRIES = 10_000
 
-_PRINCIPAL_TYPE = "user"
-_OPERATION_TYPE = "Action"
-_CALLER_TYPE = "agent"
-_MAX_SHOWN = 128  # characters of an id shown in a reason
-_MAX_MESSAGE = 300  # characters of the control plane's message shown in a reason
-
 
 class _Flight:
     """One control-plane call that concurrent checks of the same key wait for."""
@@ -109,24 +98,6 @@ class _Flight:
     def __init__(self) -> None:
         self.done = trio.Event()
         self.result: PermissionDecision | None = None
-
-
-def _clip(value: str, limit: int) -> str:
-    value = " ".join(value.split())
-    return value if len(value) <= limit else f"{value[: limit - 3]}..."
-
-
-def _shown(value: str) -> str:
-    return repr(_clip(value, _MAX_SHOWN))
-
-
-def _failure(error: VolcengineError) -> str:
-    parts = [error.code]
-    if error.status is not None:
-        parts.append(f"HTTP {error.status}")
-    if error.request_id:
-        parts.append(f"request id {error.request_id}")
-    return ", ".join(parts)
 
 
 class PermissionChecker:
@@ -237,7 +208,7 @@ class PermissionChecker:
             ACTION_INVOKE,
             callers,
             session_key=session_key,
-            extra=_extra(run_id, session_id),
+            extra=extra_of(run_id, session_id),
         )
 
     async def check_tool(
@@ -260,7 +231,7 @@ class PermissionChecker:
             ACTION_CALL,
             claims.chain.actors,
             session_key=session_key,
-            extra=_extra(run_id, session_id),
+            extra=extra_of(run_id, session_id),
         )
 
     async def check_skill_read(
@@ -286,7 +257,7 @@ class PermissionChecker:
             ACTION_READ,
             claims.chain.actors,
             session_key=session_key,
-            extra=_extra(run_id, session_id),
+            extra=extra_of(run_id, session_id),
         )
 
     def check_tool_nowait(
@@ -397,7 +368,7 @@ class PermissionChecker:
             return await self._answer_now(self._invalid_input(f"no {resource_type} name given"))
         callers = tuple(callers)
         key = _key(session_key, claims, callers, resource_type, resource_id, action)
-        what = f"user {_shown(claims.sub)} {action} {resource_type} {_shown(resource_id)}"
+        what = describe(claims.sub, action, resource_type, resource_id)
         while True:
             cached = self._cache.get(key)
             if cached is not None:
@@ -411,13 +382,8 @@ class PermissionChecker:
             if flight.result is not None:
                 return self._count(replace(flight.result, cached=True))
             # The caller that made the call was cancelled before it had an answer: try again.
-        request = CheckPermissionRequest(
-            namespace_name=self.namespace,
-            principal=EntityRef(type=_PRINCIPAL_TYPE, id=claims.sub),
-            operation=EntityRef(type=_OPERATION_TYPE, id=action),
-            resource=EntityRef(type=resource_type, id=resource_id),
-            original_callers=[EntityRef(type=_CALLER_TYPE, id=actor) for actor in callers],
-            extra=extra,
+        request = check_request(
+            self.namespace, claims.sub, action, resource_type, resource_id, callers, extra
         )
         flight = _Flight()
         self._flights[key] = flight
@@ -438,19 +404,9 @@ class PermissionChecker:
             answer = await self._client.check_permission(request)
         except VolcengineError as error:
             self._failures += 1
-            failure = PermissionDecision(
-                allowed=False,
-                reason=(
-                    f"permission denied: CheckPermission for {what} failed ({_failure(error)}); "
-                    "denying until the permission service answers"
-                ),
-                failed=True,
-            )
+            failure = failed_closed(error, what)
         else:
-            verdict = "allowed" if answer.allowed else "denied"
-            message = _clip(answer.message, _MAX_MESSAGE)
-            reason = f"permission {verdict}: {what}" + (f" ({message})" if message else "")
-            return PermissionDecision(allowed=answer.allowed, reason=reason)
+            return allowed_or_denied(answer, what)
         # A client may fail without reaching a checkpoint; a check always is one.
         await trio.lowlevel.checkpoint()
         return failure
@@ -465,9 +421,3 @@ def _key(
     action: str,
 ) -> DecisionKey:
     return (session_key or "", claims.sub, callers, resource_type, resource_id, action)
-
-
-def _extra(run_id: str | None, session_id: str | None) -> PermissionExtra | None:
-    if run_id is None and session_id is None:
-        return None
-    return PermissionExtra(run_id=run_id, session_id=session_id)
