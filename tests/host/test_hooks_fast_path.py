@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from agent_identity.actors.tip_messages import TipInfo
-from agent_identity.host import hook_gate
+from agent_identity.host import hook_guard
 from agent_identity.host.contract import to_wire
 from agent_identity.host.hooks import IdentityHooks
 
@@ -101,7 +101,7 @@ class _Hanging:
 async def test_a_step_that_waits_is_still_bounded_by_the_hook_deadline(
     open_stack: StackOpener, monkeypatch: pytest.MonkeyPatch, hung: str
 ) -> None:
-    monkeypatch.setattr(hook_gate, "HOOK_DEADLINE_SECONDS", 0.2)
+    monkeypatch.setattr(hook_guard, "HOOK_DEADLINE_SECONDS", 0.2)
     async with open_stack(authz={"toolCheck": True}) as stack:
         await stack.login(ALICE_DM)
         await bind_openai(stack, ALICE_DM)

@@ -62,13 +62,8 @@ from agent_identity.host.events import (
     decode_context,
     decode_event,
 )
-from agent_identity.host.hook_gate import (
-    SkillIndex,
-    guarded,
-    guarded_steps,
-    step_of_guarded_hook,
-    within,
-)
+from agent_identity.host.hook_gate import SkillIndex
+from agent_identity.host.hook_guard import guarded, guarded_steps, step_of_guarded_hook, within
 from agent_identity.host.hook_risk import DEFAULT_LEDGER_CAPACITY, RiskStep
 from agent_identity.host.results import BeforeToolCallResult, RequireApproval
 
@@ -148,8 +143,8 @@ class ToolGate:
     """``before_tool_call`` and ``after_tool_call``; see the module docstring.
 
     The steps may return without a checkpoint (the fast path,
-    :func:`~agent_identity.host.hook_gate.step_of_guarded_hook`); the hooks are run by
-    :func:`~agent_identity.host.hook_gate.guarded_steps`, which checkpoints once.
+    :func:`~agent_identity.host.hook_guard.step_of_guarded_hook`); the hooks are run by
+    :func:`~agent_identity.host.hook_guard.guarded_steps`, which checkpoints once.
 
     Args:
         deps: The running system.
