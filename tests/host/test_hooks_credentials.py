@@ -154,3 +154,37 @@ async def test_no_secret_reaches_a_block_reason_or_a_log_line(
             assert secret not in (outcome.block_reason or "")
             if outcome.require_approval is not None:
                 assert secret not in outcome.require_approval.description
+
+
+@pytest.mark.parametrize("propagation", [True, False])
+async def test_subagents_use_the_credentials_of_the_session_that_spawned_them(
+    open_stack: StackOpener, propagation: bool
+) -> None:
+    child, grandchild = "agent:main:subagent:0b5e", "agent:main:subagent:0b5e:subagent:77aa"
+    async with open_stack(identity={"subagentTipPropagation": propagation}) as stack:
+        await stack.login(ALICE_DM)
+        await bind_openai(stack, ALICE_DM)
+        hooks = IdentityHooks(stack.deps)
+        message = {"content": "spawn", "channel": "telegram", "sessionKey": MAIN, "senderId": "42"}
+        assert await hooks.before_dispatch(message, {}) is None
+        for parent, spawned in ((MAIN, child), (child, grandchild)):
+            await hooks.subagent_spawned(
+                {"childSessionKey": spawned, "runId": "r1", "agentId": "main"},
+                {"requesterSessionKey": parent, "childSessionKey": spawned},
+            )
+        for n, key in enumerate((child, grandchild)):
+            result = await hooks.before_tool_call(
+                call("exec", {"command": "x"}, n), {"sessionKey": key}
+            )
+            if propagation:  # the chain's top is Alice's session: her key, leased for the call
+                assert result is not None
+                assert to_wire(result) == {
+                    "params": {"env": {"OPENAI_API_KEY": SANDBOX_OPENAI_KEY}}
+                }
+            else:
+                assert result is None  # a subagent on its own has no credentials
+            await hooks.after_tool_call(call("exec", {"command": "x"}, n), {"sessionKey": key})
+        # A subagent nobody spawned through the hook (no TIP chain) gets nothing either way.
+        stray = {"sessionKey": "agent:main:subagent:stray"}
+        assert await hooks.before_tool_call(call("exec", {"command": "x"}, 9), stray) is None
+        assert (await stack.deps.vault.statistics()).leases_active == 0

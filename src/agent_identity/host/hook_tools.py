@@ -13,6 +13,8 @@
    (:mod:`agent_identity.host.hook_risk`).
 4. **Credentials.** For ``exec`` the session's bound credentials are leased for this one call
    (lease id ``runId:toolCallId``) and returned as ``params.env``, over the model's ``env``.
+   With ``identity.subagentTipPropagation`` a subagent session uses the credentials of the
+   session its TIP was propagated from (the top of the chain).
    A call awaiting approval gets its lease at once (the host runs it with the params it
    has); if it never runs, the vault's lease TTL ends it.
 
@@ -40,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from agent_identity.actors.tip_messages import TipInfo, TipOutcome
+from agent_identity.actors.tip_state import MAX_LINK_DEPTH
 from agent_identity.authz import (
     TipClaims,
     TipClaimsError,
@@ -66,6 +69,7 @@ from agent_identity.host.hook_gate import SkillIndex
 from agent_identity.host.hook_guard import guarded, guarded_steps, step_of_guarded_hook, within
 from agent_identity.host.hook_risk import DEFAULT_LEDGER_CAPACITY, RiskStep
 from agent_identity.host.results import BeforeToolCallResult, RequireApproval
+from agent_identity.host.session_keys import is_subagent_key
 
 __all__ = ["ENV_TOOLS", "ToolGate"]
 
@@ -296,16 +300,42 @@ class ToolGate:
         # Without a call id after_tool_call cannot name the lease: a random id, and the
         # vault's TTL releases it.
         lease_id = _call_key(event, ctx) or f"anonymous:{secrets.token_urlsafe(12)}"
+        owner = await self._credential_owner(caller.session_key, deadline)
         vault = self._deps.vault
-        overlay = vault.lease_nowait(caller.session_key, lease_id)
+        overlay = vault.lease_nowait(owner, lease_id)
         if overlay is None:
-            overlay = await within(deadline, vault.lease(caller.session_key, lease_id))
+            overlay = await within(deadline, vault.lease(owner, lease_id))
         if not overlay:
             return None
         current = event.params.get("env")
         env = dict(current) if isinstance(current, Mapping) else {}
         env.update(overlay)  # the user's bound credential wins over a value the model chose
         return {"env": env}
+
+    @step_of_guarded_hook
+    async def _credential_owner(self, session_key: str, deadline: float) -> str:
+        """Whose bound credentials a call of ``session_key`` gets.
+
+        A session's own, except for a subagent session when ``subagentTipPropagation`` is
+        on: its TIP was handed down from the session that spawned it (``subagent_spawned``),
+        so it acts for the same user and gets the credentials of the session at the top of
+        that chain. A subagent whose chain is broken (no TIP, e.g. after a restart) gets its
+        own, i.e. none.
+        """
+        if not (
+            self._deps.plugin.identity.subagent_tip_propagation and is_subagent_key(session_key)
+        ):
+            return session_key
+        tips = self._deps.tips
+        owner = session_key
+        for _ in range(MAX_LINK_DEPTH + 1):
+            tip: TipOutcome | None = tips.get_tip_nowait(owner)
+            if tip is None:
+                tip = await within(deadline, tips.get_tip(owner))
+            if not isinstance(tip, TipInfo) or tip.parent_key is None:
+                break
+            owner = tip.parent_key
+        return owner
 
     # ------------------------------------------------------------------ after_tool_call
 
