@@ -12,22 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_identity.actors.approval_broker import (
-    APPROVAL_ID_PREFIX,
     DEFAULT_APPROVAL_TTL,
+    ApprovalBroker,
+    ApprovalSweeper,
+)
+from agent_identity.actors.approval_messages import ApprovalBrokerClient, Open, Sweep
+from agent_identity.actors.approval_types import (
+    APPROVAL_ID_PREFIX,
     DESCRIPTION_MAX_LENGTH,
     HOST_TIMEOUT_CAP_MS,
     MAX_APPROVAL_ID_LENGTH,
     TITLE_MAX_LENGTH,
     Approval,
-    ApprovalBroker,
-    ApprovalBrokerClient,
     ApprovalOutcome,
     ApprovalStatus,
-    ApprovalSweeper,
     DecisionResult,
-    Open,
     RefusalReason,
-    Sweep,
     params_digest,
     require_approval_payload,
 )
@@ -294,7 +294,7 @@ async def test_the_sweep_fails_a_kept_reply_whose_deadline_passed(
     broker, client = await start(nursery)
     approval = await ask(client)
     reply: Reply[ApprovalOutcome] = Reply(deadline=trio.current_time() + 3)
-    from agent_identity.actors.approval_broker import Wait
+    from agent_identity.actors.approval_messages import Wait
 
     await broker.address.tell(Wait(reply, approval.id))
     await trio.sleep(3)

@@ -6,10 +6,8 @@ import pytest
 import trio
 import trio.testing
 
-from agent_identity.actors.login_broker import (
-    DEFAULT_LOGIN_TTL,
-    MAX_STATE_LENGTH,
-    LoginBroker,
+from agent_identity.actors.login_broker import DEFAULT_LOGIN_TTL, MAX_STATE_LENGTH, LoginBroker
+from agent_identity.actors.login_messages import (
     LoginBrokerClient,
     LoginBrokerMsg,
     LoginRefused,

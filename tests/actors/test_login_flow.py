@@ -10,13 +10,14 @@ import pytest
 import trio
 import trio.testing
 
-from agent_identity.actors.login_broker import LoginBroker, LoginBrokerClient
+from agent_identity.actors.login_broker import LoginBroker
 from agent_identity.actors.login_flow import (
     LoginEvents,
     LoginFailure,
     LoginFlow,
     LoginSucceeded,
 )
+from agent_identity.actors.login_messages import LoginBrokerClient
 from agent_identity.actors.session_store import SessionStore, SessionStoreClient
 from agent_identity.oidc import OidcClient, OidcSettings
 from agent_identity.storage import MemoryBackend

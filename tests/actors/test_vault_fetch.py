@@ -13,15 +13,9 @@ import httpx
 import pytest
 import trio
 
+from agent_identity.actors.vault_events import CredentialAdded, CredentialFlowFailed
 from agent_identity.actors.vault_flows import PollPolicy
-from agent_identity.actors.vault_types import (
-    CredentialAdded,
-    CredentialFlowFailed,
-    FetchFailure,
-    FetchFlow,
-    FetchResult,
-    FetchStatus,
-)
+from agent_identity.actors.vault_types import FetchFailure, FetchFlow, FetchResult, FetchStatus
 from agent_identity.sandbox import Sandbox
 from agent_identity.sandbox.app import ID_VERSION
 from agent_identity.sandbox.state import ApiKeyProvider

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from agent_identity.actors.vault_events import VaultEvents
 from agent_identity.actors.vault_flows import (
     PollPolicy,
     PollVerdict,
@@ -38,7 +39,6 @@ from agent_identity.actors.vault_types import (
     FetchResult,
     FetchStatus,
     RoleCredentialsView,
-    VaultEvents,
     mask_access_key_id,
 )
 from agent_identity.volcengine.models import (
@@ -257,7 +257,7 @@ def test_expiry_and_role_info() -> None:
 
 async def test_events_fan_out_never_blocks() -> None:
     events = VaultEvents()
-    from agent_identity.actors.vault_types import CredentialAdded
+    from agent_identity.actors.vault_events import CredentialAdded
 
     full = events.subscribe(buffer=1)
     gone = events.subscribe()

@@ -20,9 +20,9 @@ import trio
 from agent_identity.actors.credential_vault import CredentialVault
 from agent_identity.actors.session_store import SessionStore
 from agent_identity.actors.session_store_messages import SessionStoreClient
+from agent_identity.actors.vault_events import VaultEvent
 from agent_identity.actors.vault_flows import PollPolicy
 from agent_identity.actors.vault_messages import CredentialVaultClient
-from agent_identity.actors.vault_types import VaultEvent
 from agent_identity.sandbox import Sandbox
 from agent_identity.sandbox.browser import submit_consent_form
 from agent_identity.storage import MemoryBackend

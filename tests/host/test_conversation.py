@@ -16,7 +16,7 @@ import re
 import trio
 
 from agent_identity.actors.tip_messages import TipInfo
-from agent_identity.actors.vault_types import CredentialAdded
+from agent_identity.actors.vault_events import CredentialAdded
 from agent_identity.host.results import BeforeDispatchResult, BeforeToolCallResult
 from agent_identity.sandbox.browser import submit_consent_form, submit_login_form
 from agent_identity.system import Identity

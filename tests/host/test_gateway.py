@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
-from agent_identity.actors.approval_broker import ApprovalStatus
+from agent_identity.actors.approval_types import ApprovalStatus
 from agent_identity.actors.tip_messages import TipInfo
 from agent_identity.host.gateway import METHOD_SCOPE, GatewayResponse, IdentityGatewayMethods
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_identity.actors.approval_broker import ApprovalOutcome
+from agent_identity.actors.approval_types import ApprovalOutcome
 from agent_identity.host.contract import to_wire
 from agent_identity.host.hook_gate import SkillIndex
 from agent_identity.host.hook_tools import ToolGate

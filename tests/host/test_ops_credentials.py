@@ -18,12 +18,8 @@ import httpx
 import pytest
 import trio
 
-from agent_identity.actors.vault_types import (
-    CredentialAdded,
-    CredentialFlowFailed,
-    FetchFailure,
-    VaultEvent,
-)
+from agent_identity.actors.vault_events import CredentialAdded, CredentialFlowFailed, VaultEvent
+from agent_identity.actors.vault_types import FetchFailure
 from agent_identity.config import FeishuChannel
 from agent_identity.host.commands import IdentityCommands
 from agent_identity.host.ops_credentials import (

@@ -14,12 +14,9 @@ from typing import Any
 import pytest
 import trio.testing
 
-from agent_identity.actors.approval_broker import (
-    Approval,
-    ApprovalBroker,
-    ApprovalBrokerClient,
-    ApprovalStatus,
-)
+from agent_identity.actors.approval_broker import ApprovalBroker
+from agent_identity.actors.approval_messages import ApprovalBrokerClient
+from agent_identity.actors.approval_types import Approval, ApprovalStatus
 from agent_identity.host import ops_risk
 from agent_identity.host.caller import caller_for_local
 from agent_identity.host.commands import IdentityCommands

@@ -10,8 +10,9 @@ import httpx
 import pytest
 import trio
 
-from agent_identity.actors.login_broker import LoginBroker, LoginBrokerClient
+from agent_identity.actors.login_broker import LoginBroker
 from agent_identity.actors.login_flow import LoginFlow, LoginOutcome
+from agent_identity.actors.login_messages import LoginBrokerClient
 from agent_identity.actors.session_store import SessionStore, SessionStoreClient
 from agent_identity.oidc import OidcClient, OidcSettings
 from agent_identity.sandbox import Sandbox, open_sandbox

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_identity.actors.approval_broker import ApprovalStatus
+from agent_identity.actors.approval_types import ApprovalStatus
 
 from .conftest import POOL, World
 from .test_local_server_support import ALICE_DM, MAIN, Served, open_served

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from agent_identity.actors.approval_broker import ApprovalOutcome, ApprovalStatus
+from agent_identity.actors.approval_types import ApprovalOutcome, ApprovalStatus
 from agent_identity.actors.tip_messages import NoTip, TipInfo
 from agent_identity.actors.vault_types import FetchStatus
 from agent_identity.config import LoadedConfig

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent_identity.actors.approval_broker import ApprovalStatus
+from agent_identity.actors.approval_types import ApprovalStatus
 from agent_identity.actors.tip_messages import TipInfo
 
 from .conftest import MINT, World

@@ -44,49 +44,62 @@ Rules:
 State is in memory only and rebuilt empty on every (re)start: a restart forgets pending
 approvals (the calls stay blocked, fail closed) and fails current waiters with
 :class:`ActorStopped`.
+
+The vocabulary (:class:`Approval`, statuses, outcomes, :func:`params_digest`,
+:func:`require_approval_payload`) is in :mod:`agent_identity.actors.approval_types`; the
+envelopes and :class:`ApprovalBrokerClient` are in :mod:`agent_identity.actors.approval_messages`.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import json
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final, Literal, assert_never, get_args
+from dataclasses import replace
+from typing import ClassVar, assert_never
 
 import trio
 
+# ApprovalBrokerClient, Approval and DecisionResult are re-exported: agent_identity.system
+# (tree, identity, control) still imports them from here.
+from agent_identity.actors.approval_messages import (
+    ApprovalBrokerClient,
+    ApprovalBrokerMsg,
+    Consume,
+    Decide,
+    Discard,
+    Get,
+    GetStatistics,
+    ListApprovals,
+    Open,
+    Sweep,
+    Wait,
+)
+from agent_identity.actors.approval_types import (
+    APPROVAL_ID_PREFIX,
+    MAX_APPROVAL_ID_LENGTH,
+    RISK_LEVELS,
+    Approval,
+    ApprovalBrokerStatistics,
+    ApprovalOutcome,
+    ApprovalStatus,
+    DecisionResult,
+    RefusalReason,
+    fit_text,
+)
 from agent_identity.config import AuthzConfig
-from agent_identity.kernel import Actor, Address, DeadlineExceeded, Reply, Request, Ticker
+from agent_identity.kernel import Actor, Address, DeadlineExceeded, Reply, Ticker
 
 __all__ = [
-    "APPROVAL_ID_PREFIX",
     "DEFAULT_APPROVAL_TTL",
     "DEFAULT_MAX_PENDING",
     "DEFAULT_MAX_PER_SESSION",
     "DEFAULT_SWEEP_INTERVAL",
-    "DESCRIPTION_MAX_LENGTH",
-    "HOST_TIMEOUT_CAP_MS",
-    "MAX_APPROVAL_ID_LENGTH",
-    "TITLE_MAX_LENGTH",
     "Approval",
     "ApprovalBroker",
     "ApprovalBrokerClient",
-    "ApprovalBrokerMsg",
-    "ApprovalBrokerStatistics",
-    "ApprovalOutcome",
-    "ApprovalStatus",
     "ApprovalSweeper",
     "DecisionResult",
-    "HostDecision",
-    "RefusalReason",
-    "RiskLevel",
-    "Sweep",
-    "params_digest",
-    "require_approval_payload",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,76 +112,10 @@ DEFAULT_SWEEP_INTERVAL = 1.0
 DEFAULT_MAX_PENDING = 10_000
 #: Live approvals kept per session key.
 DEFAULT_MAX_PER_SESSION = 32
-#: The prefix of every approval id.
-APPROVAL_ID_PREFIX: Final = "apr_"
-#: The longest approval id looked up (longer ones are unknown by definition).
-MAX_APPROVAL_ID_LENGTH = 128
-#: The host's limit on ``requireApproval.timeoutMs``.
-HOST_TIMEOUT_CAP_MS = 600_000
-#: The host's limit on ``requireApproval.title``.
-TITLE_MAX_LENGTH = 80
-#: The host's limit on ``requireApproval.description`` (P429; P96 allows 512).
-DESCRIPTION_MAX_LENGTH = 256
 
 _ID_BYTES = 24
 _MAX_REASON = 512
 _MAX_SUMMARY = 512
-
-#: How risky a call is (the risk rules' levels).
-RiskLevel = Literal["low", "medium", "high"]
-#: What the host's ``onResolution`` reports.
-HostDecision = Literal["allow-once", "allow-always", "deny", "timeout", "cancelled"]
-
-_RISKS: frozenset[str] = frozenset(get_args(RiskLevel))
-_SEVERITY: Mapping[str, str] = {"low": "info", "medium": "warning", "high": "critical"}
-_HOST_APPROVES: frozenset[str] = frozenset({"allow-once", "allow-always"})
-
-
-class ApprovalStatus(enum.Enum):
-    """Where an approval is in its life."""
-
-    #: Waiting for a decision.
-    PENDING = "pending"
-    #: Approved, not used yet.
-    APPROVED = "approved"
-    #: Rejected.
-    REJECTED = "rejected"
-    #: Approved and used by its call.
-    CONSUMED = "consumed"
-    #: Older than the TTL before it was used.
-    EXPIRED = "expired"
-    #: Dropped: its session was discarded (logout) or the bounds evicted it.
-    CANCELLED = "cancelled"
-
-    @property
-    def live(self) -> bool:
-        """Whether the approval can still be decided or used."""
-        return self in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
-
-
-class ApprovalOutcome(enum.Enum):
-    """What :meth:`ApprovalBrokerClient.wait` learns."""
-
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    #: Never issued by this broker, or forgotten.
-    UNKNOWN = "unknown"
-
-
-class RefusalReason(enum.Enum):
-    """Why an approve or reject was refused."""
-
-    #: Never issued by this broker, malformed, cancelled, or forgotten long ago.
-    UNKNOWN = "unknown"
-    #: Older than the TTL.
-    EXPIRED = "expired"
-    #: Already approved, rejected or used.
-    ALREADY_DECIDED = "already_decided"
-    #: The approver's session is not the session that asked.
-    WRONG_SESSION = "wrong_session"
-
 
 _OUTCOME_OF: Mapping[ApprovalStatus, ApprovalOutcome] = {
     ApprovalStatus.APPROVED: ApprovalOutcome.APPROVED,
@@ -177,244 +124,6 @@ _OUTCOME_OF: Mapping[ApprovalStatus, ApprovalOutcome] = {
     ApprovalStatus.EXPIRED: ApprovalOutcome.EXPIRED,
     ApprovalStatus.CANCELLED: ApprovalOutcome.CANCELLED,
 }
-
-_REFUSAL_MESSAGES: Mapping[RefusalReason, str] = {
-    RefusalReason.UNKNOWN: "No such approval. Check the id, or ask for the tool call again.",
-    RefusalReason.EXPIRED: "This approval has expired. Ask for the tool call again.",
-    RefusalReason.ALREADY_DECIDED: "This approval was already decided.",
-    RefusalReason.WRONG_SESSION: "This approval belongs to another session.",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """A snapshot of one approval (for listing, waiting and building the host payload)."""
-
-    #: The approval id (``apr_…``).
-    id: str
-    #: The effective session key of the call.
-    session_key: str
-    #: The tool.
-    tool_name: str
-    #: :func:`params_digest` of the exact params.
-    params_digest: str
-    #: The risk level.
-    risk: RiskLevel
-    #: Why it needs approval (e.g. "Pipe-to-shell: network fetch piped to shell execution").
-    reason: str
-    #: What is being approved, for humans (e.g. the command line); may be empty.
-    summary: str
-    #: When it was opened (Trio's clock).
-    created_at: float
-    #: When it expires (Trio's clock).
-    expires_at: float
-    #: Its status when the snapshot was taken.
-    status: ApprovalStatus
-    #: Who decided it (the ``actor`` given to approve/reject), if anyone did.
-    decided_by: str | None = None
-    #: When it was decided (Trio's clock).
-    decided_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionResult:
-    """The answer to an approve or reject."""
-
-    #: Whether the decision was recorded.
-    ok: bool
-    #: The approval after the decision (or as it stands, when known, if refused).
-    approval: Approval | None = None
-    #: Why it was refused.
-    refusal: RefusalReason | None = None
-
-    @property
-    def message(self) -> str:
-        """A sentence safe to show the approver."""
-        if self.refusal is not None:
-            return _REFUSAL_MESSAGES[self.refusal]
-        assert self.approval is not None  # noqa: S101 - ok results always carry it
-        verb = "Approved" if self.approval.status is ApprovalStatus.APPROVED else "Rejected"
-        return f"{verb} {self.approval.tool_name} call {self.approval.id}."
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalBrokerStatistics:
-    """Counters of an :class:`ApprovalBroker` run."""
-
-    #: Approvals waiting for a decision right now.
-    pending: int
-    #: Approved approvals not used yet.
-    awaiting_use: int
-    #: Callers waiting for a decision.
-    waiters: int
-    #: Finished approvals whose status is remembered.
-    remembered: int
-    #: Approvals opened.
-    opened: int
-    #: Approvals approved.
-    approved: int
-    #: Approvals rejected.
-    rejected: int
-    #: Approvals used by their call.
-    consumed: int
-    #: ``consume`` calls refused (no matching approved approval).
-    consume_refused: int
-    #: Approvals that expired.
-    expired: int
-    #: Approvals cancelled (discarded sessions, evictions).
-    cancelled: int
-    #: Approves and rejects refused, by reason value.
-    refused: Mapping[str, int]
-
-
-# ------------------------------------------------------------------------------ helpers
-
-
-def params_digest(params: Mapping[str, Any]) -> str:
-    """Return the sha256 (hex) of the canonical JSON of a tool call's params.
-
-    Canonical: keys sorted, no whitespace, UTF-8, no NaN/Infinity. Digest the params the
-    model asked for (the ``before_tool_call`` event's), not ones merged with injected values.
-
-    Raises:
-        ValueError: The params are not JSON (non-string keys, NaN, other types).
-    """
-    try:
-        text = json.dumps(
-            params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"tool params must be plain JSON: {type(error).__name__}") from None
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _units(char: str) -> int:
-    # JavaScript measures strings in UTF-16 code units; astral characters count twice.
-    return 2 if ord(char) > 0xFFFF else 1
-
-
-def _fit(text: str, limit: int) -> str:
-    """Clip ``text`` to ``limit`` UTF-16 units (what the host counts), ending with an ellipsis."""
-    text = " ".join(text.split())
-    if sum(map(_units, text)) <= limit:
-        return text
-    kept: list[str] = []
-    used = 1  # the ellipsis
-    for char in text:  # pragma: no branch - the text is longer than the limit
-        used += _units(char)
-        if used > limit:
-            break
-        kept.append(char)
-    return "".join(kept).rstrip() + "\u2026"
-
-
-def require_approval_payload(
-    approval: Approval, *, ttl_seconds: float | None = None
-) -> dict[str, str | int]:
-    """Build ``before_tool_call``'s ``requireApproval`` for an approval (camelCase keys).
-
-    ``{title (≤ 80), description (1..256, with the approval id), severity ("warning" for
-    medium, "critical" for high, "info" for low), timeoutMs (the TTL in ms, capped at
-    600000), timeoutBehavior: "deny"}``. Lengths are counted in UTF-16 units, as the host
-    does.
-
-    Args:
-        approval: The approval the call waits for.
-        ttl_seconds: The timeout; by default the approval's remaining lifetime at opening.
-    """
-    ttl = approval.expires_at - approval.created_at if ttl_seconds is None else ttl_seconds
-    timeout_ms = max(1, min(round(ttl * 1000), HOST_TIMEOUT_CAP_MS))
-    title = _fit(f"Approve {approval.risk}-risk {approval.tool_name} call", TITLE_MAX_LENGTH)
-    suffix = f" (approval {approval.id})"
-    body = approval.reason or f"The {approval.tool_name} call needs your approval."
-    if approval.summary:
-        body = f"{body.rstrip('.')}: {approval.summary}"
-    room = DESCRIPTION_MAX_LENGTH - sum(map(_units, suffix))
-    description = _fit(body, room) + suffix
-    return {
-        "title": title,
-        "description": description,
-        "severity": _SEVERITY[approval.risk],
-        "timeoutMs": timeout_ms,
-        "timeoutBehavior": "deny",
-    }
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class Open(Request[Approval]):
-    """Open an approval for one exact call; answers its snapshot."""
-
-    session_key: str
-    tool_name: str
-    params_digest: str
-    risk: RiskLevel
-    reason: str
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
-class Decide(Request[DecisionResult]):
-    """Approve or reject an approval by id."""
-
-    approval_id: str
-    approve: bool
-    actor: str
-    session_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Consume(Request[bool]):
-    """Use the oldest approved approval matching the exact call; answers whether there was one."""
-
-    session_key: str
-    tool_name: str
-    params_digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Wait(Request[ApprovalOutcome]):
-    """Answer when the approval is decided, expires or is cancelled (a deferred reply)."""
-
-    approval_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Get(Request[Approval | None]):
-    """Answer an approval's snapshot (live or remembered), or ``None``."""
-
-    approval_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ListApprovals(Request[list[Approval]]):
-    """Answer the live approvals (pending or approved, unused), oldest first."""
-
-    session_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Discard(Request[int]):
-    """Cancel every live approval of a session key (logout); answers how many."""
-
-    session_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class GetStatistics(Request[ApprovalBrokerStatistics]):
-    """Answer the broker's counters."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sweep:
-    """Expire old approvals and drop stale waiters (sent by :class:`ApprovalSweeper`)."""
-
-
-ApprovalBrokerMsg = (
-    Open | Decide | Consume | Wait | Get | ListApprovals | Discard | GetStatistics | Sweep
-)
 
 
 # ----------------------------------------------------------------------------- actor
@@ -511,7 +220,7 @@ class ApprovalBroker(Actor[ApprovalBrokerMsg]):
     # ------------------------------------------------------------------ internals
 
     def _open(self, msg: Open, now: float) -> None:
-        if not msg.session_key or not msg.tool_name or msg.risk not in _RISKS:
+        if not msg.session_key or not msg.tool_name or msg.risk not in RISK_LEVELS:
             msg.reply.fail(ValueError("an approval needs a session key, a tool and a risk level"))
             return
         queue = self._by_session.get(msg.session_key, [])
@@ -527,8 +236,8 @@ class ApprovalBroker(Actor[ApprovalBrokerMsg]):
             tool_name=msg.tool_name,
             params_digest=msg.params_digest,
             risk=msg.risk,
-            reason=_fit(msg.reason, _MAX_REASON),
-            summary=_fit(msg.summary, _MAX_SUMMARY),
+            reason=fit_text(msg.reason, _MAX_REASON),
+            summary=fit_text(msg.summary, _MAX_SUMMARY),
             created_at=now,
             expires_at=now + self.ttl,
             status=ApprovalStatus.PENDING,
@@ -675,128 +384,6 @@ class ApprovalBroker(Actor[ApprovalBrokerMsg]):
             cancelled=self._cancelled,
             refused=dict(self._refused),
         )
-
-
-# ---------------------------------------------------------------------------- client
-
-
-class ApprovalBrokerClient:
-    """Typed access to an :class:`ApprovalBroker`; callers never see envelopes.
-
-    No method takes a timeout: wrap calls in :func:`trio.move_on_after` /
-    :func:`trio.fail_after`, and the deadline travels with the request.
-
-    Args:
-        address: The broker's address.
-    """
-
-    def __init__(self, address: Address[ApprovalBrokerMsg]) -> None:
-        self._address = address
-
-    async def request(
-        self,
-        session_key: str,
-        tool_name: str,
-        params: Mapping[str, Any],
-        *,
-        risk: RiskLevel,
-        reason: str,
-        summary: str = "",
-    ) -> Approval:
-        """Open an approval for one exact tool call and return it.
-
-        Args:
-            session_key: The effective session key of the call.
-            tool_name: The tool.
-            params: The exact params the model asked for (only their digest is kept).
-            risk: The risk level.
-            reason: Why it needs approval (clipped to 512 characters).
-            summary: What is approved, for humans (e.g. the command; clipped likewise).
-
-        Raises:
-            ValueError: Empty session key or tool, unknown risk, or params that are not JSON.
-            ActorStopped: The broker is not running.
-        """
-        if not session_key or not tool_name:
-            raise ValueError("an approval needs a session key and a tool name")
-        if risk not in _RISKS:
-            raise ValueError(f"risk must be one of {sorted(_RISKS)}")
-        digest = params_digest(params)
-        return await self._address.ask(Open, session_key, tool_name, digest, risk, reason, summary)
-
-    async def approve(
-        self, approval_id: str, *, actor: str, session_key: str | None = None
-    ) -> DecisionResult:
-        """Approve an approval by id.
-
-        Args:
-            approval_id: The id (``apr_…``).
-            actor: Who approves, for the audit log (e.g. ``"telegram:42"``,
-                ``"operator uid 1000"``, ``"host plugin approval"``).
-            session_key: The approver's effective session key when the approval comes from
-                a chat; ``None`` only for trusted routes (operator socket, host-native UI).
-        """
-        return await self._address.ask(Decide, approval_id, True, actor, session_key)
-
-    async def reject(
-        self, approval_id: str, *, actor: str, session_key: str | None = None
-    ) -> DecisionResult:
-        """Reject an approval by id (arguments as for :meth:`approve`)."""
-        return await self._address.ask(Decide, approval_id, False, actor, session_key)
-
-    async def resolve_host_decision(
-        self, approval_id: str, decision: str, *, actor: str = "host approval"
-    ) -> DecisionResult:
-        """Apply the host's ``onResolution`` decision (a trusted route, no session check).
-
-        ``allow-once`` and ``allow-always`` approve (once: the host does not persist
-        "always", and neither does the broker); ``deny``, ``timeout``, ``cancelled`` and
-        anything unknown reject.
-        """
-        if decision in _HOST_APPROVES:
-            return await self.approve(approval_id, actor=f"{actor} ({decision})")
-        return await self.reject(approval_id, actor=f"{actor} ({decision[:32]})")
-
-    async def consume(self, session_key: str, tool_name: str, params: Mapping[str, Any]) -> bool:
-        """Use an approval for this exact call; ``True`` at most once per approval.
-
-        Succeeds only for an approved, unexpired, unused approval of the same session key,
-        tool and params digest. Params that are not JSON never match.
-        """
-        try:
-            digest = params_digest(params)
-        except ValueError:
-            await trio.lowlevel.checkpoint()
-            return False
-        return await self._address.ask(Consume, session_key, tool_name, digest)
-
-    async def wait(self, approval_id: str) -> ApprovalOutcome:
-        """Wait until the approval is decided, expires or is cancelled.
-
-        Returns at once for a decided or unknown id. Bound it with a cancel scope; a waiter
-        whose deadline passes is dropped by the broker.
-
-        Raises:
-            ActorStopped: The broker stopped before answering.
-            DeadlineExceeded: The deadline passed before the broker answered.
-        """
-        return await self._address.ask(Wait, approval_id)
-
-    async def get(self, approval_id: str) -> Approval | None:
-        """Return an approval (live, or finished within the last TTL), or ``None``."""
-        return await self._address.ask(Get, approval_id)
-
-    async def list(self, session_key: str | None = None) -> list[Approval]:
-        """Return the live approvals, oldest first, of one session key or of all."""
-        return await self._address.ask(ListApprovals, session_key)
-
-    async def discard(self, session_key: str) -> int:
-        """Cancel every live approval of a session key (logout); return how many."""
-        return await self._address.ask(Discard, session_key)
-
-    async def statistics(self) -> ApprovalBrokerStatistics:
-        """Return the broker's counters."""
-        return await self._address.ask(GetStatistics)
 
 
 # --------------------------------------------------------------------------- sweeper

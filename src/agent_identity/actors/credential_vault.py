@@ -18,6 +18,13 @@ mailbox loop, like the session store's writer); the caller's deadline travels wi
 hot path, :meth:`CredentialVaultClient.lease`, is answered from memory in one hop once the
 session's bindings are cached (they are loaded as soon as the session stores a credential).
 
+This module routes messages and runs the background tasks; the work itself lives beside it,
+one concern each: :mod:`~agent_identity.actors.vault_fetch` (fetches and 3LO flows),
+:mod:`~agent_identity.actors.vault_listings` (``/identity list``),
+:mod:`~agent_identity.actors.vault_roles` (role providers and their keys),
+:mod:`~agent_identity.actors.vault_bindings` (bindings) and
+:mod:`~agent_identity.actors.vault_state` (the state and its synchronous operations).
+
 Flows (see :mod:`agent_identity.actors.vault_flows` for inference and polling):
 
 * **API key** (``GetResourceApiKey``) and **M2M** (``GetResourceOauth2Token``, ``Flow=M2M``)
@@ -47,7 +54,6 @@ callers still waiting get :class:`~agent_identity.kernel.ActorStopped`.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, TypeVar, assert_never, final
@@ -55,9 +61,12 @@ from typing import ClassVar, TypeVar, assert_never, final
 import trio
 
 from agent_identity.actors.session_store_messages import SessionStoreClient
-from agent_identity.actors.vault_calls import LOGGED_OUT, VaultCalls
+from agent_identity.actors.vault_bindings import VaultBindings, binding_refusal
+from agent_identity.actors.vault_events import VaultEvents
+from agent_identity.actors.vault_fetch import VaultFetcher
 from agent_identity.actors.vault_flows import DEFAULT_POLL_POLICY, PollPolicy
-from agent_identity.actors.vault_leases import DEFAULT_LEASE_TTL, PROTECTED_IMPORTS, check_env_var
+from agent_identity.actors.vault_leases import DEFAULT_LEASE_TTL
+from agent_identity.actors.vault_listings import VaultListings
 from agent_identity.actors.vault_messages import (
     ClearSession,
     CompleteCallback,
@@ -74,16 +83,9 @@ from agent_identity.actors.vault_messages import (
     UnsetBinding,
     VaultMsg,
 )
+from agent_identity.actors.vault_roles import VaultRoles
 from agent_identity.actors.vault_state import VaultCounters, VaultState
-from agent_identity.actors.vault_types import (
-    BindingFailure,
-    BindingResult,
-    Credential,
-    CredentialKind,
-    ProviderStatus,
-    VaultEvents,
-    VaultStatistics,
-)
+from agent_identity.actors.vault_types import ProviderStatus, VaultStatistics
 from agent_identity.kernel import ActorStopped, DeadlineExceeded, NurseryActor, Reply
 from agent_identity.volcengine.identity import IdentityClient
 
@@ -94,8 +96,6 @@ __all__ = [
     "CredentialVaultClient",
     "VaultEvents",
 ]
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -151,14 +151,12 @@ class CredentialVault(NurseryActor[VaultMsg]):
             raise ValueError("lease_ttl, page_size and max_concurrent_calls must be positive")
         self._sessions = sessions
         self.events = events if events is not None else VaultEvents()
-        self._calls = VaultCalls(
-            identity,
-            pool_name=pool_name,
-            user_pool_name=user_pool_name,
-            poll=poll,
-            page_size=page_size,
-            wall=wall,
+        self._fetcher = VaultFetcher(identity, pool_name=pool_name, poll=poll)
+        self._listings = VaultListings(identity, pool_name=pool_name, page_size=page_size)
+        self._roles = VaultRoles(
+            identity, pool_name=pool_name, user_pool_name=user_pool_name, wall=wall
         )
+        self._bindings = VaultBindings(sessions)
         self._lease_ttl = lease_ttl
         self._max_calls = max_concurrent_calls
         self._counters = VaultCounters()
@@ -190,24 +188,25 @@ class CredentialVault(NurseryActor[VaultMsg]):
         if state is None:  # pragma: no cover - on_start installs it before the mailbox opens
             raise RuntimeError("credential vault state missing")
         started = state.clears
-        calls = self._calls
+        fetcher, listings = self._fetcher, self._listings
+        roles, bindings = self._roles, self._bindings
         match msg:
             case Fetch(reply=reply):
                 self._counters.fetches += 1
-                self._serve(state, reply, functools.partial(calls.fetch, state, msg, started))
+                self._serve(state, reply, functools.partial(fetcher.fetch, state, msg, started))
             case CompleteCallback(reply=reply):
-                op = functools.partial(calls.complete_callback, state, msg, started)
+                op = functools.partial(fetcher.complete_callback, state, msg, started)
                 self._serve(state, reply, op)
             case ListCredentials(reply=reply):
-                self._serve(state, reply, functools.partial(calls.list_credentials, state, msg))
+                self._serve(state, reply, functools.partial(listings.list_credentials, state, msg))
             case ListRoles(reply=reply):
-                self._serve(state, reply, functools.partial(calls.list_roles, msg))
+                self._serve(state, reply, functools.partial(roles.list_roles, msg))
             case GetRole(reply=reply):
-                self._serve(state, reply, functools.partial(calls.get_role, state, msg, started))
+                self._serve(state, reply, functools.partial(roles.get_role, state, msg, started))
             case SetBinding():
                 self._set_binding(state, msg, started)
             case UnsetBinding(reply=reply, session_key=key, provider=provider):
-                self._serve(state, reply, functools.partial(self._unbind, state, key, provider))
+                self._serve(state, reply, functools.partial(bindings.unbind, state, key, provider))
             case DescribeSession(reply=reply, session_key=key):
                 self._serve(state, reply, functools.partial(self._describe, state, key))
             case ClearSession(reply=reply, session_key=key):
@@ -294,55 +293,14 @@ class CredentialVault(NurseryActor[VaultMsg]):
         return [state.stored_status(name, bindings, key, now) for name in names]
 
     def _set_binding(self, state: VaultState, msg: SetBinding, started: int) -> None:
+        # Bad names are refused from the mailbox at once; only a valid binding needs the store.
         provider = msg.provider.strip()
-        problem = check_env_var(msg.env_var)
-        if not provider:
-            problem = (BindingFailure.INVALID_PROVIDER, "Name a credential provider.")
-        if problem is not None:
-            failure, text = problem
-            msg.reply.set(BindingResult(False, provider, msg.env_var, text, failure=failure))
+        refused = binding_refusal(provider, msg.env_var)
+        if refused is not None:
+            msg.reply.set(refused)
             return
-        self._serve(state, msg.reply, functools.partial(self._bind, state, msg, provider, started))
-
-    async def _bind(
-        self, state: VaultState, msg: SetBinding, provider: str, started: int
-    ) -> BindingResult:
-        await trio.lowlevel.checkpoint()
-        key, env_var = msg.session_key, msg.env_var
-        if provider not in state.credentials_of(key):
-            refused = _import_refusal(provider, env_var, msg.env_value)
-            if refused is not None:
-                return refused
-        if state.cleared_since(key, started):
-            failure = BindingFailure.LOGGED_OUT
-            return BindingResult(False, provider, env_var, LOGGED_OUT, failure=failure)
-        await self._sessions.set_binding(key, provider, env_var)
-        state.note_binding(key, provider, env_var)
-        imported = False
-        if provider not in state.credentials_of(key) and msg.env_value:
-            credential = Credential(
-                provider,
-                CredentialKind.API_KEY,
-                "environment",
-                msg.env_value,
-                obtained_at=trio.current_time(),
-            )
-            imported = state.store(key, credential, started)
-        logger.info("bound %s to %s for %s (imported: %s)", provider, env_var, key, imported)
-        text = f"{provider}'s credential is injected as {env_var} into tool calls."
-        if imported:
-            text = (
-                f"Imported {env_var} from the gateway's environment as {provider}'s "
-                f"credential; it is injected as {env_var} into tool calls."
-            )
-        return BindingResult(True, provider, env_var, text, imported)
-
-    async def _unbind(self, state: VaultState, key: str, provider: str) -> bool:
-        provider = provider.strip()
-        removed = await self._sessions.unset_binding(key, provider)
-        state.note_binding(key, provider, None)
-        logger.info("unbound %s for %s (was bound: %s)", provider, key, removed)
-        return removed
+        op = functools.partial(self._bindings.bind, state, msg, provider, started)
+        self._serve(state, msg.reply, op)
 
     # -- leases --------------------------------------------------------------------------
 
@@ -390,26 +348,3 @@ class CredentialVault(NurseryActor[VaultMsg]):
         if state is None or not self.running:
             return None
         return state.leases.release(lease_id)
-
-
-def _import_refusal(provider: str, env_var: str, value: str | None) -> BindingResult | None:
-    """Why ``set`` cannot import ``env_var`` as ``provider``'s credential, if it cannot."""
-    if env_var.upper() in PROTECTED_IMPORTS:
-        return BindingResult(
-            False,
-            provider,
-            env_var,
-            f"{env_var} holds the gateway's own keys and is never imported. "
-            f"Fetch a credential for {provider} first (/identity fetch {provider}).",
-            failure=BindingFailure.PROTECTED_VARIABLE,
-        )
-    if not value:
-        return BindingResult(
-            False,
-            provider,
-            env_var,
-            f"No credential for {provider} is stored and the gateway has no {env_var} to "
-            f"import. Fetch one first (/identity fetch {provider}).",
-            failure=BindingFailure.NOT_IN_ENVIRONMENT,
-        )
-    return None

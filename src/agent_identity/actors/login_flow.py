@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from agent_identity.actors.login_broker import LoginBrokerClient, LoginRefused, RefusalReason
+from agent_identity.actors.login_messages import LoginBrokerClient, LoginRefused, RefusalReason
 from agent_identity.actors.session_store import SessionStoreClient
 from agent_identity.kernel import ActorStopped, DeadlineExceeded, EventFanout
 from agent_identity.oidc import (

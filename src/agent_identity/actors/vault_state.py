@@ -26,16 +26,9 @@ from dataclasses import dataclass, field
 import trio
 
 from agent_identity.actors.session_store_messages import SessionStoreClient
+from agent_identity.actors.vault_events import CredentialAdded, CredentialFlowFailed, VaultEvents
 from agent_identity.actors.vault_leases import LeaseTable, env_overlay
-from agent_identity.actors.vault_types import (
-    Credential,
-    CredentialAdded,
-    CredentialFlowFailed,
-    FetchFailure,
-    FetchFlow,
-    ProviderStatus,
-    VaultEvents,
-)
+from agent_identity.actors.vault_types import Credential, FetchFailure, FetchFlow, ProviderStatus
 from agent_identity.kernel import ActorStopped, DeadlineExceeded
 from agent_identity.volcengine.models import GetResourceOauth2TokenRequest, ResourceOauth2Token
 

@@ -1,28 +1,27 @@
-"""The credential vault's vocabulary: credentials, flows, results, events and statistics.
+"""The credential vault's vocabulary: credentials, flows, results and statistics.
 
 Everything here is a plain value. Secrets (API keys, access tokens, STS keys) live only in
 :class:`Credential` and in the few result fields that return them on request; every ``repr``
 masks them, so a value that ends up in a log line, an assertion message or a traceback leaks
 nothing. The actor is :mod:`agent_identity.actors.credential_vault`; its envelopes and typed
-client are in :mod:`agent_identity.actors.vault_messages`.
+client are in :mod:`agent_identity.actors.vault_messages`, the events it publishes in
+:mod:`agent_identity.actors.vault_events`.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agent_identity.kernel import ActorStatistics, EventFanout
+from agent_identity.kernel import ActorStatistics
 
 __all__ = [
+    "LOGGED_OUT",
     "MASK",
+    "NOT_LOGGED_IN",
     "BindingFailure",
     "BindingResult",
     "Credential",
-    "CredentialAdded",
-    "CredentialFlowFailed",
     "CredentialKind",
     "CredentialListing",
     "FetchFailure",
@@ -33,16 +32,16 @@ __all__ = [
     "RoleCredentialsView",
     "RoleListing",
     "RoleProviderInfo",
-    "VaultEvent",
-    "VaultEvents",
     "VaultStatistics",
     "mask_access_key_id",
 ]
 
-logger = logging.getLogger(__name__)
-
 #: What a secret is replaced with in results that do not show secrets.
 MASK = "***"
+#: What a request of a session that is not logged in (no TIP) is told.
+NOT_LOGGED_IN = "Log in first with /identity login."
+#: What a request whose session logged out while it ran is told.
+LOGGED_OUT = "The session logged out meanwhile; nothing was stored."
 _SHOWN_KEY_CHARS = 4
 
 
@@ -322,54 +321,6 @@ class BindingResult:
     message: str
     imported: bool = False
     failure: BindingFailure | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialAdded:
-    """Published when a background 3LO flow stored a credential.
-
-    Attributes:
-        session_key: The effective session key.
-        provider: The provider whose credential was added.
-        context: What ``fetch`` was given (e.g. where to send "Credential for X added").
-    """
-
-    session_key: str
-    provider: str
-    context: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialFlowFailed:
-    """Published when a background 3LO flow ended without a credential.
-
-    Attributes:
-        session_key: The effective session key.
-        provider: The provider.
-        failure: Why (denied, timed out, a service error).
-        message: A user-safe sentence.
-        context: What ``fetch`` was given.
-    """
-
-    session_key: str
-    provider: str
-    failure: FetchFailure
-    message: str
-    context: Mapping[str, str] = field(default_factory=dict)
-
-
-VaultEvent = CredentialAdded | CredentialFlowFailed
-
-
-class VaultEvents(EventFanout[VaultEvent]):
-    """Fan-out of :data:`VaultEvent` to subscribers, never blocking the publisher.
-
-    Each subscriber gets its own bounded memory channel; when it is full or closed the event
-    is dropped for that subscriber (and counted), so a slow listener cannot stall the vault.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("credential", logger=logger)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent_identity.actors.approval_broker import ApprovalBrokerClient
+from agent_identity.actors.approval_messages import ApprovalBrokerClient
 from agent_identity.actors.session_store_messages import SessionStoreClient
 from agent_identity.actors.tip_messages import TipRefresherClient
 from agent_identity.actors.vault_messages import CredentialVaultClient

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import trio
 
-from agent_identity.actors.approval_broker import (
+from agent_identity.actors.approval_types import (
     Approval,
     ApprovalStatus,
     params_digest,

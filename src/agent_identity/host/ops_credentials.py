@@ -30,13 +30,12 @@ from typing import Any, Final
 
 import trio
 
+from agent_identity.actors.vault_events import CredentialAdded, VaultEvent
 from agent_identity.actors.vault_types import (
-    CredentialAdded,
     CredentialListing,
     FetchResult,
     FetchStatus,
     ProviderStatus,
-    VaultEvent,
 )
 from agent_identity.host import ops_roles
 from agent_identity.host.caller import Caller

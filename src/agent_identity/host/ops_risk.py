@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 
-from agent_identity.actors.approval_broker import RefusalReason
+from agent_identity.actors.approval_types import RefusalReason
 from agent_identity.authz import RISK_LEVELS, RiskAssessment, list_risk_patterns
 from agent_identity.authz.risk_tools import normalize_tool_name
 from agent_identity.host.caller import Caller

@@ -1,4 +1,10 @@
-"""The vault's control-plane work: fetch, 3LO flows and callbacks, listings, role keys.
+"""The vault's fetches: API keys, OAuth2 tokens (M2M and 3LO), and the 3LO flows' ends.
+
+``fetch`` infers the flow from the provider's control-plane entry (unless one is forced),
+then calls ``GetResourceApiKey`` or ``GetResourceOauth2Token``. A token or key is stored at
+once; a 3LO answer (an ``AuthorizationUrl``) starts a background flow that polls until the
+token arrives, the user denies, or the flow times out, unless
+``complete_oauth2_callback`` (``Oauth2Callback``) ends it first.
 
 Every method here runs in a background task of the vault's nursery (never in the mailbox
 loop) and reads or changes :class:`~agent_identity.actors.vault_state.VaultState` only
@@ -9,7 +15,6 @@ clients' errors never hold secrets); nothing secret is logged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import trio
 
@@ -17,97 +22,56 @@ from agent_identity.actors.vault_flows import (
     PollPolicy,
     PollVerdict,
     authorization_state,
-    expiry_from_timestamp,
     infer_flow,
     judge_poll,
-    listing_filter,
     oauth2_request,
     parse_flow,
     parse_scopes,
-    role_info,
-    role_view,
     service_message,
 )
-from agent_identity.actors.vault_leases import role_env_names
-from agent_identity.actors.vault_messages import (
-    CompleteCallback,
-    Fetch,
-    GetRole,
-    ListCredentials,
-    ListRoles,
-)
+from agent_identity.actors.vault_listings import lookup_provider
+from agent_identity.actors.vault_messages import CompleteCallback, Fetch
 from agent_identity.actors.vault_state import FlowEnd, PendingFlow, VaultState
 from agent_identity.actors.vault_types import (
+    LOGGED_OUT,
+    NOT_LOGGED_IN,
     Credential,
     CredentialKind,
-    CredentialListing,
     FetchFailure,
     FetchFlow,
     FetchResult,
     FetchStatus,
-    ProviderStatus,
-    RoleCredentialsView,
-    RoleListing,
 )
 from agent_identity.volcengine.errors import VolcengineError, is_not_found
 from agent_identity.volcengine.identity import IdentityClient
 from agent_identity.volcengine.models import (
-    CredentialProvider,
-    CredentialProviderFilter,
     GetResourceApiKeyRequest,
     GetResourceOauth2TokenRequest,
-    GetRoleCredentialsRequest,
-    ListCredentialProvidersRequest,
-    ListRoleCredentialProvidersRequest,
     Oauth2CallbackRequest,
     ResourceOauth2Token,
-    RoleCredentialProvider,
-    RoleCredentialProviderFilter,
 )
 
-__all__ = ["LOGGED_OUT", "NOT_LOGGED_IN", "VaultCalls"]
+__all__ = ["VaultFetcher"]
 
+# The vault's own logger: these calls are the vault's work, wherever the code lives.
 logger = logging.getLogger("agent_identity.actors.credential_vault")
 
-#: What a request of a session that is not logged in (no TIP) is told.
-NOT_LOGGED_IN = "Log in first with /identity login."
-#: What a request whose session logged out while it ran is told.
-LOGGED_OUT = "The session logged out meanwhile; nothing was stored."
-_LOOKUP_PAGE_SIZE = 100
-_MAX_LOOKUP_PAGES = 10
-_MAX_STORED_ONLY_LOOKUPS = 20
-_MAX_PAGE = 10_000
 _USER = FetchFlow.OAUTH2_USER
 
 
-class VaultCalls:
-    """The control-plane operations of the vault.
+class VaultFetcher:
+    """Obtains credentials for the vault: ``fetch`` and the 3LO flows it starts.
 
     Args:
         identity: The Identity client.
         pool_name: The workload pool of every call.
-        user_pool_name: When set, role listings keep only this user pool's providers.
         poll: How background 3LO flows poll.
-        page_size: Providers per page of ``list_credentials``.
-        wall: Wall-clock seconds (to convert the service's timestamps).
     """
 
-    def __init__(
-        self,
-        identity: IdentityClient,
-        *,
-        pool_name: str,
-        user_pool_name: str | None,
-        poll: PollPolicy,
-        page_size: int,
-        wall: Callable[[], float],
-    ) -> None:
+    def __init__(self, identity: IdentityClient, *, pool_name: str, poll: PollPolicy) -> None:
         self.identity = identity
         self.pool = pool_name
-        self.user_pool = user_pool_name
         self.poll = poll
-        self.page_size = page_size
-        self.wall = wall
 
     # -- fetch ---------------------------------------------------------------------------
 
@@ -125,7 +89,7 @@ class VaultCalls:
             return _failed(provider, FetchFailure.INVALID_FLOW, str(exc))
         try:
             if flow is None:
-                found = await self.lookup_provider(provider)
+                found = await lookup_provider(self.identity, self.pool, provider)
                 flow = infer_flow(found) if found is not None else None
                 if flow is None:
                     return _failed(
@@ -143,26 +107,6 @@ class VaultCalls:
             if is_not_found(exc):
                 failure = FetchFailure.UNKNOWN_PROVIDER
             return _failed(provider, failure, service_message("Fetching the credential", exc), flow)
-
-    async def lookup_provider(self, provider: str) -> CredentialProvider | None:
-        """The control plane's entry of ``provider`` (exact name), if it exists."""
-        await trio.lowlevel.checkpoint()
-        for number in range(1, _MAX_LOOKUP_PAGES + 1):
-            page = await self.identity.list_credential_providers(
-                ListCredentialProvidersRequest(
-                    page_number=number,
-                    page_size=_LOOKUP_PAGE_SIZE,
-                    pool_name=self.pool,
-                    sort_field="Name",
-                    filter=CredentialProviderFilter(name=provider),
-                )
-            )
-            for entry in page.credential_providers:
-                if entry.name == provider:
-                    return entry
-            if not page.credential_providers or number * _LOOKUP_PAGE_SIZE >= page.total_count:
-                break
-        return None
 
     async def _fetch_api_key(
         self, state: VaultState, msg: Fetch, provider: str, started: int
@@ -333,173 +277,6 @@ class VaultCalls:
             f"Access token for {provider} stored.",
             flow=_USER,
             value=result.access_token if msg.return_value else None,
-        )
-
-    # -- listings ------------------------------------------------------------------------
-
-    async def list_credentials(self, state: VaultState, msg: ListCredentials) -> CredentialListing:
-        """Serve ``list_credentials``: one page of providers with the session's status."""
-        await trio.lowlevel.checkpoint()
-        if not msg.tip:
-            return CredentialListing(page=msg.page, ok=False, message=NOT_LOGGED_IN)
-        if not 1 <= msg.page <= _MAX_PAGE:
-            text = "Pages are numbered from 1 (list, list 2, ...)."
-            return CredentialListing(page=msg.page, ok=False, message=text)
-        try:
-            filters = listing_filter(msg.name, msg.flow, msg.kind)
-        except ValueError as exc:
-            return CredentialListing(page=msg.page, ok=False, message=str(exc))
-        try:
-            page = await self.identity.list_credential_providers(
-                ListCredentialProvidersRequest(
-                    page_number=msg.page,
-                    page_size=self.page_size,
-                    pool_name=self.pool,
-                    sort_field="Name",
-                    filter=filters,
-                )
-            )
-            bindings = await state.bindings_of(msg.session_key)
-            now = trio.current_time()
-            providers = [
-                state.status(
-                    entry.name, entry.type, infer_flow(entry), bindings, msg.session_key, now
-                )
-                for entry in page.credential_providers
-            ]
-            has_more = msg.page * self.page_size < page.total_count
-            stored_only: list[ProviderStatus] = []
-            if msg.page == 1 and (
-                filters is None or (filters.type is None and filters.flow is None)
-            ):
-                listed = {status.name for status in providers}
-                complete = filters is None and not has_more
-                stored_only = await self._stored_only(state, msg, listed, complete=complete)
-        except VolcengineError as exc:
-            text = service_message("Listing providers", exc)
-            return CredentialListing(page=msg.page, ok=False, message=text)
-        return CredentialListing(
-            providers=providers,
-            stored_only=stored_only,
-            page=msg.page,
-            has_more=has_more,
-            total=page.total_count,
-        )
-
-    async def _stored_only(
-        self, state: VaultState, msg: ListCredentials, listed: set[str], *, complete: bool
-    ) -> list[ProviderStatus]:
-        """The session's credentials and bindings for providers the control plane lacks.
-
-        With ``complete`` (page 1 holds every provider) anything not listed qualifies;
-        otherwise each candidate is looked up by name (role credentials never are).
-        """
-        credentials = state.credentials_of(msg.session_key)
-        bindings = await state.bindings_of(msg.session_key)
-        needle = (msg.name or "").strip().lower()
-        candidates = sorted(
-            name
-            for name in set(credentials) | set(bindings)
-            if name not in listed and needle in name.lower()
-        )
-        now = trio.current_time()
-        found: list[ProviderStatus] = []
-        for number, name in enumerate(candidates):
-            credential = credentials.get(name)
-            is_role = credential is not None and credential.kind is CredentialKind.ROLE
-            if not (is_role or complete):
-                if number >= _MAX_STORED_ONLY_LOOKUPS:
-                    continue
-                if await self.lookup_provider(name) is not None:
-                    continue
-            found.append(state.stored_status(name, bindings, msg.session_key, now))
-        return found
-
-    async def list_roles(self, msg: ListRoles) -> RoleListing:
-        """Serve ``list_roles``: role providers whose name starts with the prefix."""
-        await trio.lowlevel.checkpoint()
-        if not msg.tip:
-            return RoleListing(ok=False, message=NOT_LOGGED_IN)
-        prefix = (msg.prefix or "").strip()
-        found: list[RoleCredentialProvider] = []
-        try:
-            for number in range(1, _MAX_LOOKUP_PAGES + 1):
-                page = await self.identity.list_role_credential_providers(
-                    ListRoleCredentialProvidersRequest(
-                        page_number=number,
-                        page_size=_LOOKUP_PAGE_SIZE,
-                        sort_field="Name",
-                        filter=RoleCredentialProviderFilter(
-                            name=prefix or None, pool_name=self.pool
-                        ),
-                    )
-                )
-                found.extend(page.role_credential_providers)
-                last = number * _LOOKUP_PAGE_SIZE >= page.total_count
-                if last or not page.role_credential_providers:
-                    break
-        except VolcengineError as exc:
-            return RoleListing(ok=False, message=service_message("Listing role providers", exc))
-        roles = [role_info(entry) for entry in found]
-        roles = [role for role in roles if role.name.lower().startswith(prefix.lower())]
-        if self.user_pool:
-            roles = [role for role in roles if role.user_pool_name in {"", self.user_pool}]
-        return RoleListing(roles=roles)
-
-    # -- role credentials ----------------------------------------------------------------
-
-    async def get_role(self, state: VaultState, msg: GetRole, started: int) -> RoleCredentialsView:
-        """Serve ``get_role``: STS keys with the TIP, stored for the session."""
-        await trio.lowlevel.checkpoint()
-        provider = msg.provider.strip()
-        if not provider:
-            return RoleCredentialsView(provider, ok=False, message="Name a role provider.")
-        if not msg.tip:
-            return RoleCredentialsView(provider, ok=False, message=NOT_LOGGED_IN)
-        bindings = await state.bindings_of(msg.session_key)
-        try:
-            result = await self.identity.get_role_credentials(
-                GetRoleCredentialsRequest(
-                    provider_name=provider,
-                    identity_token=msg.tip,
-                    pool_name=self.pool,
-                    with_oidc=True if msg.use_tip else None,
-                )
-            )
-        except VolcengineError as exc:
-            logger.info("role keys of %s for %s failed: %s", provider, msg.session_key, exc.code)
-            text = service_message("Getting role credentials", exc)
-            if is_not_found(exc):
-                text = f"There is no role credential provider named {provider!r}."
-            return RoleCredentialsView(provider, ok=False, message=text)
-        response = result.volc_eng_response
-        keys = response.credentials if response is not None else None
-        if response is None or keys is None or not keys.access_key_id:
-            text = "The service returned no role credentials."
-            return RoleCredentialsView(provider, ok=False, message=text)
-        now = trio.current_time()
-        credential = Credential(
-            provider,
-            CredentialKind.ROLE,
-            "role",
-            keys.access_key_id,
-            expires_at=expiry_from_timestamp(keys.expiration, trio_now=now, wall_now=self.wall()),
-            obtained_at=now,
-            secret_access_key=keys.secret_access_key or None,
-            session_token=keys.session_token or None,
-        )
-        if not state.store(msg.session_key, credential, started):
-            return RoleCredentialsView(provider, ok=False, message=LOGGED_OUT)
-        bound = bindings.get(provider)
-        user = response.assumed_role_user
-        oidc = response.oidc_token_info
-        return role_view(
-            provider,
-            keys,
-            show_secrets=msg.show_secrets,
-            role_trn=user.trn if user is not None else "",
-            oidc_subject=oidc.subject if oidc is not None else "",
-            env_vars=role_env_names(bound) if bound else (),
         )
 
 
