@@ -36,8 +36,10 @@ until every session is healthy again (a TIP served, no refresh backing off) or
 * ``clock_skew_plus_120`` / ``clock_skew_minus_120``: the control plane's and IdP's clock
   steps 2 minutes ahead of / behind the gateway's;
 * ``outage``: every control-plane request answers 503 for three TIP lifetimes (or
-  ``--seconds`` if shorter): the refreshes fail, the cached TIPs run out, and every later ask
-  costs a full call (the 4 attempts of each are counted).
+  ``--seconds`` if shorter): the refreshes fail, the cached TIPs run out, and later asks are
+  held back by each session's miss back-off (up to 30 s): a full call (its 4 attempts are
+  counted) per session and back-off window, not per ask; the first ask after a session's
+  window once the outage is over mints again, so recovery takes up to that window.
 
 Output: one JSON line per fault on stdout, with ``fault``, ``requests`` (asks), ``served``,
 ``served_from_cache``, ``expired_served`` (TIPs returned at or past their expiry by the

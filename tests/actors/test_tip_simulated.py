@@ -31,7 +31,7 @@ from agent_identity.actors.session_store import SessionStore
 from agent_identity.actors.tip_messages import NoTip, TipInfo, TipOutcome, TipRefresherClient
 from agent_identity.actors.tip_mint import MintedTip
 from agent_identity.actors.tip_refresher import TipRefresher
-from agent_identity.actors.tip_schedule import RefreshPolicy
+from agent_identity.actors.tip_schedule import MISS_BACKOFF_BASE, MISS_BACKOFF_MAX, RefreshPolicy
 from agent_identity.config import IdentityConfig
 from agent_identity.storage import MemoryBackend, SessionRecord
 from agent_identity.volcengine import VolcengineError
@@ -349,6 +349,130 @@ async def test_subagent_tips_refresh_from_the_parent_for_hours(
         stats = await sim.tips.statistics()
         assert stats.misses == 0  # propagate minted it; every later ask was a hit
         assert stats.failures == 0
+
+
+# ------------------------------------------------------------------ the miss back-off
+
+
+class LowestJitter(random.Random):
+    """Always the low end of a jittered range: the shortest back-off the policy allows."""
+
+    def uniform(self, a: float, b: float) -> float:
+        del b
+        return a
+
+
+def most_mints(seconds: float, policy: RefreshPolicy) -> int:
+    """The most mints one session's asks can start in ``seconds`` of failures in a row."""
+    lowest = LowestJitter()
+    mints, spent = 0, 0.0
+    while spent <= seconds:
+        mints += 1
+        spent += policy.miss_backoff(mints, lowest)
+    return mints
+
+
+async def test_an_outage_past_expiry_costs_a_mint_per_back_off_window_not_per_ask(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    del autojump_clock
+    async with open_sim() as sim:
+        sim.minter.duration = 600
+        key = "agent:main:alice"
+        await sim.login(key, "alice")
+        first = sim.check(await sim.tips.get_tip(key))
+        assert isinstance(first, TipInfo)
+        sim.minter.down = True
+        # The timer's refreshes fail (with their own back-off) until the TIP runs out.
+        await trio.sleep_until(first.expires_at - T0)  # wall = T0 + Trio's clock here
+        calls = sim.minter.calls["alice"]
+        background = len(calls) - 1
+        assert background >= 3
+        start = len(calls)
+        asks = 0
+
+        async def asker() -> None:
+            nonlocal asks
+            end = trio.current_time() + 600
+            while trio.current_time() < end:
+                outcome = sim.check(await sim.tips.get_tip(key))
+                assert isinstance(outcome, NoTip), outcome  # never an expired TIP
+                assert outcome.code == "unavailable"
+                assert "ServiceUnavailable" in outcome.reason
+                asks += 1
+                await trio.sleep(1)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(asker)
+        mints = len(calls) - start
+        # 10 askers every second for 10 minutes (without the back-off: a mint per second),
+        # and the session was still tried at least once per longest window.
+        assert asks >= 5900
+        assert 600 / (MISS_BACKOFF_MAX + 1) <= mints <= most_mints(600, sim.refresher.policy)
+        assert mints <= 45
+        # The control plane is back: the first ask after the session's window mints again.
+        sim.minter.down = False
+        back = trio.current_time()
+        for _ in range(int(MISS_BACKOFF_MAX) + 2):  # asked every second, as before
+            if isinstance(sim.check(await sim.tips.get_tip(key)), TipInfo):
+                break
+            await trio.sleep(1)
+        assert trio.current_time() - back <= MISS_BACKOFF_MAX + 1
+        assert isinstance(sim.check(await sim.tips.get_tip(key)), TipInfo)
+        stats = await sim.tips.statistics()
+        assert stats.failures == background + mints
+        assert (stats.cached, stats.scheduled) == (1, 1)  # refreshed by the timer again
+
+
+async def test_the_miss_backoff_doubles_and_ends_with_a_mint_or_a_logout(
+    sim: Sim, autojump_clock: trio.testing.MockClock
+) -> None:
+    key = "agent:main:alice"
+    await sim.login(key, "alice")
+    sim.minter.down = True
+    calls = sim.minter.calls["alice"]
+
+    async def ask() -> NoTip:
+        outcome = await sim.tips.get_tip(key)
+        assert isinstance(outcome, NoTip), outcome
+        assert outcome.code == "unavailable"
+        return outcome
+
+    # One failure holds nothing back; the second opens the window.
+    first = await ask()
+    assert len(calls) == 1
+    assert await ask() == first
+    assert len(calls) == 2
+    assert await ask() == first  # held back: the last answer, at once, no mint
+    assert len(calls) == 2
+    # A forced refresh (a login) always tries.
+    assert isinstance(await sim.tips.refresh(key), NoTip)
+    assert len(calls) == 3
+    # Asked every 50 ms: the mints come one window apart, doubling up to the cap.
+    every = 0.05
+    while len(calls) < 10:
+        await ask()
+        await trio.sleep(every)
+    latency = sim.minter.latency
+    for failures, (a, b) in enumerate(itertools.pairwise(calls[2:]), start=3):
+        ceiling = min(MISS_BACKOFF_MAX, MISS_BACKOFF_BASE * 2.0 ** (failures - 2))
+        assert ceiling / 2 + latency - 1e-6 <= b - a <= ceiling + latency + every + 1e-6, (
+            failures,
+            b - a,
+        )
+    # A logout (forget) ends it: the next ask tries at once.
+    assert not await sim.tips.forget(key)
+    await ask()
+    assert len(calls) == 11
+    # So does a mint: the next failure is spared again.
+    sim.minter.down = False
+    assert isinstance(await sim.tips.get_tip(key), TipInfo)
+    sim.minter.down = True
+    sim.wall.jump += 2 * HOUR  # past the TIP's expiry (and its refresh)
+    await ask()
+    await ask()
+    assert len(calls) == 14
 
 
 # ------------------------------------------------------------------ failure edges

@@ -7,6 +7,7 @@ sandbox does not give on demand (a refresh without an ID token, a renewed token 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -29,13 +30,19 @@ from agent_identity.actors.tip_mint import (
     resolve_workload,
 )
 from agent_identity.actors.tip_refresher import TipRefresher
-from agent_identity.actors.tip_schedule import RefreshPolicy, TimerHeap
+from agent_identity.actors.tip_schedule import (
+    MISS_BACKOFF_BASE,
+    MISS_BACKOFF_GRACE,
+    MISS_BACKOFF_MAX,
+    RefreshPolicy,
+    TimerHeap,
+)
 from agent_identity.actors.tip_session import RenewFailed, SessionTokens
 from agent_identity.authz.tip_claims import DelegationChain
 from agent_identity.config import IdentityConfig
 from agent_identity.kernel import ActorStopped
-from agent_identity.oidc import IdTokenClaims, OidcError, TokenSet
-from agent_identity.storage import MemoryBackend, SessionRecord
+from agent_identity.oidc import IdTokenClaims, OidcError, RefreshNotValidatedError, TokenSet
+from agent_identity.storage import MemoryBackend, SessionRecord, SessionView
 from agent_identity.volcengine import VolcengineError
 
 from .test_tip_simulated import LocalMinter, Wall, user_token
@@ -75,6 +82,18 @@ def test_policy_backoff_grows_and_is_capped() -> None:
     assert all(150.0 <= policy.retry_delay(200, rng) <= 300.0 for _ in range(50))
 
 
+def test_policy_miss_backoff_spares_one_failure_then_doubles_to_the_cap() -> None:
+    policy = RefreshPolicy()
+    rng = random.Random(3)
+    assert (MISS_BACKOFF_GRACE, MISS_BACKOFF_BASE, MISS_BACKOFF_MAX) == (1, 1.0, 30.0)
+    assert policy.miss_backoff(1, rng) == 0.0  # one failure holds no ask back
+    for failures, ceiling in [(2, 1.0), (3, 2.0), (4, 4.0), (6, 16.0), (7, 30.0), (500, 30.0)]:
+        delays = [policy.miss_backoff(failures, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (failures, delays)
+        assert len(set(delays)) > 1  # jittered
+    assert RefreshPolicy(miss_backoff_base=0.0).miss_backoff(9, rng) == 0.0  # turned off
+
+
 def test_policy_serves_only_with_a_margin() -> None:
     policy = RefreshPolicy(serve_margin=5.0)
     assert policy.servable(100.0, 94.0)
@@ -94,6 +113,9 @@ def test_policy_serves_only_with_a_margin() -> None:
         {"retry_base": 0.0},
         {"retry_base": 10.0, "retry_max": 5.0},
         {"idle_ttl": 0.0},
+        {"miss_backoff_base": -1.0},
+        {"miss_backoff_base": 10.0, "miss_backoff_max": 5.0},
+        {"miss_backoff_max": float("inf")},
     ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
@@ -362,6 +384,141 @@ async def test_refresh_without_a_new_id_token_keeps_the_rotated_refresh_token(
     assert isinstance(outcome, LoggedOut)
     assert "no new ID token" in outcome.reason
     assert await rig.store.client.get_refresh_token(KEY) == "rotated"
+
+
+def not_validated(rotated: str | None, *, spent: str = "r0") -> RefreshNotValidatedError:
+    """What ``OidcClient.refresh`` raises when the provider answered but its JWKS is down."""
+    tokens = TokenSet(access_token="at", id_token="unchecked", refresh_token=rotated or spent)
+    cause = OidcError("jwks_failed", "The provider's signing keys answered HTTP 503.")
+    return RefreshNotValidatedError(cause, tokens, rotated=rotated is not None)
+
+
+async def test_an_unvalidated_refresh_keeps_the_rotated_refresh_token_and_is_no_logout(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    rig.refused.add(await rig.login())
+    rig.renewer.answer = not_validated("r1")
+    outcome = await rig.tips.get_tip(KEY)
+    assert isinstance(outcome, NoTip)
+    assert not isinstance(outcome, LoggedOut)
+    assert outcome.code == "unavailable"
+    assert "signing keys answered HTTP 503" in outcome.reason
+    assert "rotated refresh token was kept" in outcome.reason
+    # The provider spent r0: the store holds r1, with the old user token.
+    assert await rig.store.client.get_refresh_token(KEY) == "r1"
+    view = await rig.store.client.get(KEY)
+    assert view is not None
+    assert view.user_token in rig.refused
+    # The next renewal redeems r1 (r0 would be refused: invalid_grant, a logout).
+    rig.renewer.answer = None
+    info = await rig.tips.get_tip(KEY)
+    assert isinstance(info, TipInfo)
+    assert rig.renewer.calls == ["r0", "r1"]
+    assert await rig.store.client.get_refresh_token(KEY) == "r1+"
+    stats = await rig.tips.statistics()
+    assert (stats.logged_out, stats.failures, stats.renewals) == (0, 1, 1)
+
+
+@dataclass
+class FlakyStore:
+    """The two calls a renewal makes of the session store; writes fail while ``down``."""
+
+    refresh: str | None = "r0"
+    down: bool = False
+    records: list[SessionRecord] = field(default_factory=list)
+
+    async def get_refresh_token(self, key: str) -> str | None:
+        await trio.lowlevel.checkpoint()
+        return self.refresh
+
+    async def put(self, record: SessionRecord) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise ActorStopped("session_store")
+        self.records.append(record)
+        self.refresh = record.refresh_token
+
+
+async def test_session_tokens_never_lose_a_rotated_refresh_token(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    await rig.login()
+    view = await rig.store.client.get(KEY)
+    assert view is not None
+    store = FlakyStore()
+    tokens = SessionTokens(store, rig.renewer)  # type: ignore[arg-type]
+    # Not rotated: nothing to write, still a transient failure.
+    rig.renewer.answer = not_validated(None)
+    same = await tokens.renew(view)
+    assert same == RenewFailed(
+        "renewing the user token failed: The provider's signing keys answered HTTP 503.", False
+    )
+    assert store.records == []
+    # Rotated while the store cannot write: transient, and r1 is kept in memory.
+    store.down = True
+    rig.renewer.answer = not_validated("r1")
+    lost = await tokens.renew(view)
+    assert isinstance(lost, RenewFailed)
+    assert not lost.final
+    assert "not available" in lost.reason
+    assert "kept in memory" in lost.reason
+    # The store still holds the spent r0: the next renewal redeems r1 (and keeps r2).
+    rig.renewer.answer = not_validated("r2")
+    assert isinstance(await tokens.renew(view), RenewFailed)
+    # A renewal that works while the store is down keeps its rotated token too.
+    rig.renewer.answer = None
+    assert isinstance(await tokens.renew(view), RenewFailed)
+    assert rig.renewer.calls == ["r0", "r0", "r1", "r2"]
+    # Back: the next one redeems r2+ and the store keeps r2++.
+    store.down = False
+    renewed = await tokens.renew(view)
+    assert isinstance(renewed, SessionView)
+    assert rig.renewer.calls[-1] == "r2+"
+    assert store.refresh == "r2++"
+    assert tokens.renewals == 1
+    # Once stored, the store's token is the one again (a new login replaces it, too).
+    store.refresh = "n0"
+    await tokens.renew(view)
+    assert rig.renewer.calls[-1] == "n0"
+
+
+async def test_a_logged_out_session_is_logged_at_info_once_per_cause(
+    rig: Rig, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent_identity.tip")
+
+    def lines() -> list[tuple[int, str]]:
+        return [
+            (r.levelno, r.getMessage())
+            for r in caplog.records
+            if r.name == "agent_identity.tip" and "logged out" in r.getMessage()
+        ]
+
+    rig.refused.add(await rig.login(refresh=None))
+    for _ in range(5):
+        assert isinstance(await rig.tips.get_tip(KEY), LoggedOut)
+    [(level, first), *repeats] = lines()
+    assert level == logging.INFO
+    assert f"session {KEY!r} is logged out: " in first
+    assert "no refresh token" in first
+    assert repeats == [(logging.DEBUG, f"TIP refresher: session {KEY!r} is still logged out")] * 4
+    # A new login whose token is refused too is a new finding: INFO again, once.
+    await trio.sleep(1)  # a new token (the same claims would sign to the same token)
+    rig.refused.add(await rig.login(refresh=None))
+    for _ in range(3):
+        assert isinstance(await rig.tips.get_tip(KEY), LoggedOut)
+    assert [level for level, _ in lines()] == [logging.INFO] + [logging.DEBUG] * 4 + [
+        logging.INFO
+    ] + [logging.DEBUG] * 2
+    # After a TIP was minted again, the next logout is reported again.
+    await trio.sleep(1)
+    await rig.login(refresh=None)
+    assert isinstance(await rig.tips.get_tip(KEY), TipInfo)
+    await trio.sleep(1)
+    rig.refused.add(await rig.login(refresh=None))
+    assert isinstance(await rig.tips.refresh(KEY), LoggedOut)
+    assert [level for level, _ in lines()].count(logging.INFO) == 3
+    assert (await rig.tips.statistics()).logged_out == 9
 
 
 async def test_session_tokens_edges(rig: Rig, autojump_clock: trio.testing.MockClock) -> None:

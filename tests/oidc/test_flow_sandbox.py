@@ -13,6 +13,7 @@ from agent_identity.oidc import (
     LoginSecrets,
     OidcClient,
     OidcError,
+    RefreshNotValidatedError,
     TokenSet,
     new_login_secrets,
     open_oidc_client,
@@ -170,6 +171,44 @@ async def test_refresh_with_rotation(rp: OidcClient, browser: Browser) -> None:
     with pytest.raises(OidcError) as info:
         await rp.refresh(refreshed.refresh_token, expected_sub="bob")
     assert info.value.reason_code == "id_token_subject_changed"
+
+
+async def test_a_refresh_whose_id_token_cannot_be_checked_yet_keeps_the_rotated_token(
+    sb: Sandbox, http: httpx.AsyncClient, browser: Browser
+) -> None:
+    rp = OidcClient(sandbox_settings(sb), http, jwks_min_refetch_interval=0.0)
+    _, tokens = await log_in(rp, browser)  # the JWKS is cached now
+    assert tokens.refresh_token is not None
+    # A key rotation while the JWKS endpoint fails: the provider answers the refresh (and
+    # spends the refresh token), the new ID token's key cannot be fetched.
+    sb.rotate_user_pool_key(POOL, grace_seconds=None)
+    down = sb.faults.add(urlsplit(sb.user_pool_jwks_url(POOL)).path, status=503)
+    with pytest.raises(RefreshNotValidatedError) as info:
+        await rp.refresh(tokens.refresh_token, expected_sub="alice")
+    error = info.value
+    assert isinstance(error, OidcError)
+    assert error.reason_code == "jwks_failed"
+    assert error.rotated
+    kept = error.tokens.refresh_token
+    assert kept is not None
+    assert kept != tokens.refresh_token
+    assert error.tokens.claims is None
+    assert error.tokens.id_token is not None
+    # None of it shows in the error's text, args or repr.
+    shown = [str(error), repr(error), repr(error.args), repr(error.tokens), error.message]
+    for value in (kept, error.tokens.id_token, error.tokens.access_token, tokens.refresh_token):
+        assert all(value not in text for text in shown)
+    assert repr(error) == (
+        f"RefreshNotValidatedError('jwks_failed', {error.message!r}, rotated=True)"
+    )
+    # The old token is spent; the kept one works once the keys can be fetched.
+    sb.faults.remove(down)
+    with pytest.raises(OidcError) as spent:
+        await rp.refresh(tokens.refresh_token)
+    assert spent.value.reason_code == "invalid_grant"
+    refreshed = await rp.refresh(kept, expected_sub="alice")
+    assert refreshed.claims is not None
+    assert refreshed.claims.sub == "alice"
 
 
 async def test_code_is_single_use_and_pkce_bound(rp: OidcClient, browser: Browser) -> None:

@@ -81,6 +81,7 @@ __all__ = [
     "Window",
     "Wire",
     "add_5xx",
+    "late_calls_bound",
     "no_secrets_in",
     "open_stack",
     "within_budget",
@@ -508,6 +509,32 @@ def within_budget(calls: Iterable[list[Attempt]]) -> int:
         most = max(most, len(attempts))
     assert most <= MAX_ATTEMPTS
     return most
+
+
+class _LowestJitter(random.Random):
+    """A jitter source that always picks the low end: the shortest back-off a policy allows."""
+
+    def uniform(self, a: float, b: float) -> float:
+        del b
+        return a
+
+
+def late_calls_bound(seconds: float, policy: RefreshPolicy | None = None) -> int:
+    """The most mints one session's asks can start in ``seconds`` after its TIP ran out.
+
+    Every failed mint holds the session's asks back for its miss back-off (none after the
+    first, then doubling to the cap, each at least half its ceiling): however often the
+    session is asked for, its calls are spaced at least that far apart.
+    """
+    policy = policy or RefreshPolicy()
+    if policy.miss_backoff_base <= 0:
+        raise ValueError("the policy holds no ask back: any number of calls is possible")
+    lowest = _LowestJitter()
+    calls, spent = 0, 0.0
+    while spent <= seconds:
+        calls += 1
+        spent += policy.miss_backoff(calls, lowest)
+    return calls
 
 
 def no_secrets_in(records: Iterable[logging.LogRecord], secrets: set[str]) -> list[str]:

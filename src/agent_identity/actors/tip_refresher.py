@@ -30,11 +30,16 @@ How it works:
   machine slept, the clock was stepped) starts the refresh at once.
 * **Failures.** A failed refresh keeps serving the cached TIP while it is servable and retries
   with exponential backoff; once it has expired, askers get ``NoTip(code="unavailable")`` with
-  the last error. A user token the control plane refuses (expired, revoked) is renewed with the
-  session's refresh token (through the OIDC client, the renewed record written back to the
-  store) and the mint retried; without a usable refresh token the session is reported
-  :class:`~agent_identity.actors.tip_messages.LoggedOut`, remembered by the token's
-  fingerprint so asking again costs no network call until the user logs in again.
+  the last error. From the second such failure in a row, asks within the session's *miss
+  back-off* (1 s doubling to 30 s, jittered, on Trio's clock: ``RefreshPolicy.miss_backoff``)
+  get that answer at once instead of one more mint each; the first ask after it mints again
+  (a forced refresh always does), a successful mint or a logout ends it, and the timer's
+  refreshes keep their own schedule. A user token the control plane refuses (expired,
+  revoked) is renewed with the session's refresh token (through the OIDC client, the renewed
+  record written back to the store) and the mint retried; without a usable refresh token the
+  session is reported :class:`~agent_identity.actors.tip_messages.LoggedOut`, remembered by
+  the token's fingerprint so asking again costs no network call until the user logs in again;
+  the logout is logged at INFO once per session and cause, the repeats of later asks at DEBUG.
 * **Subagents.** With ``subagentTipPropagation``, :meth:`TipRefresherClient.propagate` links a
   child session to its parent; the child's TIP is minted with the parent's TIP as user token
   (one more ``act`` level) and refreshed the same way.
@@ -90,6 +95,7 @@ from agent_identity.actors.tip_session import (
 )
 from agent_identity.actors.tip_state import (
     MAX_LINK_DEPTH,
+    Backoff,
     CachedTip,
     Flight,
     Link,
@@ -332,8 +338,25 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         ):
             flight = self._restart(state, flight, agent)
         if flight is None:
+            held = self._held_back(state, key, waiter)
+            if held is not None:
+                waiter.reply.set(held)
+                return
             flight = self._start(state, key, agent, background=False)
         flight.waiters.append(waiter)
+
+    @staticmethod
+    def _held_back(state: RunState, key: str, waiter: Waiter) -> NoTip | None:
+        """The last failure, while the session's miss back-off lasts and the asker takes it.
+
+        Only an asker that would take a cached TIP (``stale_ok``) is held back: a forced
+        refresh (a login) or a propagation always gets a real attempt. The timer's refreshes
+        do not come through here and keep their own schedule.
+        """
+        backoff = state.backoff.get(key)
+        if backoff is None or not waiter.stale_ok or trio.current_time() >= backoff.until:
+            return None
+        return backoff.outcome
 
     def _peek(self, state: RunState, key: str) -> TipOutcome:
         entry = state.entries.get(key)
@@ -383,6 +406,8 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         for each in [key, *state.descendants(key)]:
             self._drop(state, each)
             state.dead.pop(each, None)
+            state.backoff.pop(each, None)
+            state.reported.pop(each, None)
             state.links.pop(each, None)
             flight = state.flights.get(each)
             if flight is not None:
@@ -396,6 +421,8 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         state.entries.clear()
         state.timers.clear()
         state.dead.clear()
+        state.backoff.clear()
+        state.reported.clear()
         return dropped
 
     def _drop(self, state: RunState, key: str) -> None:
@@ -533,6 +560,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
     def _logged_out_by(self, state: RunState, view: SessionView, reason: str) -> LoggedOut:
         message = f"{reason}; log in again"
         state.dead[view.session_key] = (token_fingerprint(view.user_token), message)
+        state.reported.pop(view.session_key, None)  # a new finding: logged at INFO once
         return LoggedOut(message)
 
     def _check(self, minted: MintedTip) -> Minted | NoTip:
@@ -562,6 +590,8 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
             self._mints += 1
             self._refreshes += previous is not None
             state.dead.pop(key, None)
+            state.backoff.pop(key, None)
+            state.reported.pop(key, None)
             policy = self._policy
             delay = max(
                 policy.refresh_at(now, outcome.expires_at, self._rng) - now, policy.min_delay
@@ -585,7 +615,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
             return
         if isinstance(outcome, LoggedOut):
             self._logged_out += 1
-            logger.info("TIP refresher: session %r is logged out: %s", key, outcome.reason)
+            self._report_logged_out(state, key, outcome.reason)
         elif outcome.code == "unavailable":
             self._failures += 1
             logger.warning("TIP refresher: mint for session %r failed: %s", key, outcome.reason)
@@ -595,6 +625,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
             or not self._policy.servable(previous.expires_at, now)
         ):
             self._drop(state, key)
+            self._hold_back(state, key, outcome)
             answer(flight.waiters, outcome)
             return
         # A transient failure while the cached TIP is still good: keep serving, back off.
@@ -605,6 +636,31 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         self._schedule(state, key, delay)
         for waiter in flight.waiters:
             waiter.reply.set(previous.info(cached=True) if waiter.stale_ok else outcome)
+
+    def _hold_back(self, state: RunState, key: str, outcome: NoTip) -> None:
+        """Start (or lengthen) the miss back-off after a failure that left no servable TIP.
+
+        Without it, every ask of a session whose TIP expired during an outage would start
+        one more mint (a whole retried control-plane call). A logout or a vanished session
+        ends the back-off: that is no outage.
+        """
+        if outcome.code != "unavailable":
+            state.backoff.pop(key, None)
+            if outcome.code == "no_session":
+                state.reported.pop(key, None)
+            return
+        last = state.backoff.get(key)
+        failures = 1 if last is None else last.failures + 1
+        delay = self._policy.miss_backoff(failures, self._rng)
+        state.backoff[key] = Backoff(failures, trio.current_time() + delay, outcome)
+
+    def _report_logged_out(self, state: RunState, key: str, reason: str) -> None:
+        """Log a logout at INFO once per session and cause; the repeats of every ask at DEBUG."""
+        if state.reported.get(key) == reason:
+            logger.debug("TIP refresher: session %r is still logged out", key)
+            return
+        state.reported[key] = reason
+        logger.info("TIP refresher: session %r is logged out: %s", key, reason)
 
     # -- the timer -----------------------------------------------------------------------
 

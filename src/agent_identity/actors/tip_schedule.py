@@ -16,6 +16,13 @@ instant with the cached TIP; a serve that finds the wall clock already past it (
 slept, NTP stepped the clock) starts the refresh at once. :class:`TimerHeap` is the
 Trio-clock side: one heap of ``(due, key)`` for every session, so the refresher needs one
 timer task however many sessions it holds.
+
+The policy also holds the *miss back-off*: after a mint failed and no servable TIP is cached
+(the control plane is down and the TIP has expired, say), asks for the session within a short
+window get the failure at once instead of starting one more mint each. The window opens at the
+second failed mint in a row (:data:`MISS_BACKOFF_GRACE`) and grows exponentially with every
+further one (:meth:`RefreshPolicy.miss_backoff`, from :data:`MISS_BACKOFF_BASE` to
+:data:`MISS_BACKOFF_MAX`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,24 @@ import random
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["RefreshPolicy", "TimerHeap"]
+__all__ = [
+    "MISS_BACKOFF_BASE",
+    "MISS_BACKOFF_GRACE",
+    "MISS_BACKOFF_MAX",
+    "RefreshPolicy",
+    "TimerHeap",
+]
+
+#: Failed mints in a row (with no servable TIP cached) that hold no ask back: one failure may
+#: be that attempt's own (an operator just fixed a permission, a refused user token is renewed
+#: on the next try), and it already was a whole control-plane call with its retries.
+MISS_BACKOFF_GRACE = 1
+#: The first miss back-off, in seconds (before jitter), after the failure that follows the
+#: grace; it doubles with every further failed mint of the session.
+MISS_BACKOFF_BASE = 1.0
+#: The longest miss back-off, in seconds: also the most a session waits, once the control
+#: plane is back, before an ask mints again.
+MISS_BACKOFF_MAX = 30.0
 
 # Rebuild the heap once it holds this many more stale entries than live ones.
 _COMPACT_SLACK = 64
@@ -56,6 +80,11 @@ class RefreshPolicy:
         idle_ttl: A TIP not served for this long is no longer refreshed: it is dropped when
             its refresh comes due and minted again on the next demand. None: refresh for as
             long as the session lives.
+        miss_backoff_base: After a second failed mint in a row that leaves no servable TIP,
+            asks for the session (other than forced refreshes) get that failure at once,
+            without a mint, for this long; it doubles per further failure (see
+            :meth:`miss_backoff`). 0 turns the miss back-off off.
+        miss_backoff_max: The longest such window.
     """
 
     refresh_fraction: tuple[float, float] = (0.75, 0.85)
@@ -66,6 +95,8 @@ class RefreshPolicy:
     retry_max: float = 300.0
     user_token_margin: float = 300.0
     idle_ttl: float | None = 86400.0
+    miss_backoff_base: float = MISS_BACKOFF_BASE
+    miss_backoff_max: float = MISS_BACKOFF_MAX
 
     def __post_init__(self) -> None:
         low, high = self.refresh_fraction
@@ -79,6 +110,8 @@ class RefreshPolicy:
             raise ValueError("retry_base must be > 0 and <= retry_max")
         if self.idle_ttl is not None and self.idle_ttl <= 0:
             raise ValueError("idle_ttl must be > 0 (or None)")
+        if not 0 <= self.miss_backoff_base <= self.miss_backoff_max < math.inf:
+            raise ValueError("miss_backoff_base must be >= 0 and <= miss_backoff_max (finite)")
 
     def servable(self, expires_at: float, now: float) -> bool:
         """Whether a TIP expiring at ``expires_at`` may be served at wall-clock ``now``."""
@@ -113,6 +146,25 @@ class RefreshPolicy:
         exponent = min(max(failures, 1) - 1, 62)
         ceiling = min(self.retry_max, self.retry_base * 2.0**exponent)
         return max(self.min_delay, ceiling * rng.uniform(0.5, 1.0))
+
+    def miss_backoff(self, failures: int, rng: random.Random) -> float:
+        """How long asks get a failed mint's answer without a new mint, in Trio seconds.
+
+        Args:
+            failures: Failed mints of the session in a row, this one included (``>= 1``).
+            rng: The jitter source.
+
+        Returns:
+            0 within :data:`MISS_BACKOFF_GRACE`; then exponential
+            (``miss_backoff_base * 2 ** (failures - MISS_BACKOFF_GRACE - 1)``, capped at
+            ``miss_backoff_max``) with "equal jitter" (a uniform pick in the upper half), so
+            sessions that failed together do not all come back together.
+        """
+        if failures <= MISS_BACKOFF_GRACE:
+            return 0.0
+        exponent = min(failures - MISS_BACKOFF_GRACE - 1, 62)
+        ceiling = min(self.miss_backoff_max, self.miss_backoff_base * 2.0**exponent)
+        return ceiling * rng.uniform(0.5, 1.0)
 
 
 @final

@@ -6,6 +6,14 @@ refresh token, :class:`SessionTokens` renews it through the OIDC client and writ
 record back through the store (which keeps the rotated refresh token, encrypted). Only the
 refresher's single flight of a session ever renews it, so a rotating refresh token is never
 spent twice by this process.
+
+A refresh the provider answered but whose new ID token cannot be validated yet (its JWKS
+endpoint fails during a key rotation, say) has still spent a rotating refresh token: the
+rotated one (carried by :class:`~agent_identity.oidc.RefreshNotValidatedError`) is written to the
+store with the old user token, and the renewal is a transient failure, tried again later with
+the new refresh token, not a logout. A rotated refresh token the store cannot take at that
+moment (it is restarting) is kept in memory, and used instead of the spent one the store still
+holds, until a later write succeeds.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import trio
 
 from agent_identity.actors.session_store_messages import SessionStoreClient
 from agent_identity.kernel import KernelError
-from agent_identity.oidc import OidcError, TokenSet
+from agent_identity.oidc import OidcError, RefreshNotValidatedError, TokenSet
 from agent_identity.storage import SessionRecord, SessionView
 
 __all__ = ["RenewFailed", "SessionTokens", "UserTokenRenewer", "token_fingerprint"]
@@ -34,6 +42,8 @@ class UserTokenRenewer(Protocol):
         """Redeem ``refresh_token``; refuse an ID token for another user than ``expected_sub``.
 
         Raises:
+            RefreshNotValidatedError: The provider answered, but the new ID token could not be
+                validated; the error carries the refresh token to use next time.
             OidcError: The provider refused (``invalid_grant``: log in again) or failed.
         """
         ...
@@ -63,11 +73,14 @@ class SessionTokens:
         renewer: The OIDC client; None when refresh tokens cannot be used.
     """
 
-    __slots__ = ("_renewer", "_sessions", "renewals")
+    __slots__ = ("_renewer", "_sessions", "_unsaved", "renewals")
 
     def __init__(self, sessions: SessionStoreClient, renewer: UserTokenRenewer | None) -> None:
         self._sessions = sessions
         self._renewer = renewer
+        # Session key -> (fingerprint of the spent refresh token the store still holds, the
+        # rotated one to use instead): rotated tokens the store could not take yet.
+        self._unsaved: dict[str, tuple[str, str]] = {}
         #: Successful renewals, over the object's lifetime.
         self.renewals = 0
 
@@ -100,18 +113,25 @@ class SessionTokens:
         if renewer is None or not view.has_refresh_token:
             await trio.lowlevel.checkpoint()
             return RenewFailed("the session has no refresh token to renew its user token", True)
+        key = view.session_key
         try:
-            refresh_token = await self._sessions.get_refresh_token(view.session_key)
+            stored = await self._sessions.get_refresh_token(key)
         except KernelError:
             await trio.lowlevel.checkpoint()  # the failed call may not have been one
             return RenewFailed("the session store is not available", False)
-        if refresh_token is None:
+        if stored is None:
+            self._unsaved.pop(key, None)
             return RenewFailed("the session ended while its user token was being renewed", True)
+        refresh_token = self._current(key, stored)
         try:
             tokens = await renewer.refresh(refresh_token, expected_sub=view.sub)
+        except RefreshNotValidatedError as exc:
+            return await self._keep_rotated(view, stored, refresh_token, exc)
         except OidcError as exc:
             await trio.lowlevel.checkpoint()  # the failed call may not have been one
             final = exc.reason_code in _FINAL_REASONS
+            if final:
+                self._unsaved.pop(key, None)
             return RenewFailed(f"renewing the user token failed: {exc.message}", final)
         claims = tokens.claims
         record = SessionRecord(
@@ -127,13 +147,59 @@ class SessionTokens:
         if not record.user_token:
             # The provider rotated the refresh token but issued no ID token: keep the rotated
             # refresh token with the old user token, which cannot be renewed this way.
-            await self._put(record_with(view, refresh_token=tokens.refresh_token))
+            await self._store(record_with(view, refresh_token=tokens.refresh_token), stored)
             return RenewFailed("the identity provider issued no new ID token", True)
-        failed = await self._put(record)
+        failed = await self._store(record, stored)
         if failed is not None:
             return failed
         self.renewals += 1
         return record.view()
+
+    def _current(self, key: str, stored: str) -> str:
+        """The refresh token to redeem: ``stored``, or a rotated one the store has not taken."""
+        unsaved = self._unsaved.get(key)
+        if unsaved is None:
+            return stored
+        if unsaved[0] == token_fingerprint(stored):
+            return unsaved[1]  # the store still holds the spent one
+        del self._unsaved[key]  # the store moved on (a new login): its token is the one
+        return stored
+
+    async def _keep_rotated(
+        self, view: SessionView, stored: str, spent: str, error: RefreshNotValidatedError
+    ) -> RenewFailed:
+        """Keep the refresh token of a refresh whose ID token could not be validated yet.
+
+        The provider answered, so it may have spent ``spent``; the refresh token it returned
+        is stored with the current user token and the next renewal uses it. Transient: the
+        validation may work next time (the JWKS endpoint is back, say).
+        """
+        reason = f"renewing the user token failed: {error.message}"
+        kept = error.tokens.refresh_token
+        if kept is None or kept == spent:
+            await trio.lowlevel.checkpoint()
+            return RenewFailed(reason, False)
+        failed = await self._store(record_with(view, refresh_token=kept), stored)
+        if failed is not None:
+            return RenewFailed(
+                f"{reason}; {failed.reason} (the rotated refresh token is kept in memory)", False
+            )
+        return RenewFailed(f"{reason} (the rotated refresh token was kept)", False)
+
+    async def _store(self, record: SessionRecord, stored: str) -> RenewFailed | None:
+        """Write a renewal's record; remember its rotated refresh token if the store fails.
+
+        Args:
+            record: The record to write.
+            stored: The refresh token the store holds (now spent when ``record`` has another).
+        """
+        failed = await self._put(record)
+        key = record.session_key
+        if failed is None:
+            self._unsaved.pop(key, None)
+        elif record.refresh_token is not None and record.refresh_token != stored:
+            self._unsaved[key] = (token_fingerprint(stored), record.refresh_token)
+        return failed
 
     async def _put(self, record: SessionRecord) -> RenewFailed | None:
         try:

@@ -13,13 +13,14 @@ from typing import final
 
 import trio
 
-from agent_identity.actors.tip_messages import TipInfo, TipOutcome, TipSummary
+from agent_identity.actors.tip_messages import NoTip, TipInfo, TipOutcome, TipSummary
 from agent_identity.actors.tip_schedule import TimerHeap
 from agent_identity.authz.tip_claims import TipClaims
 from agent_identity.kernel import Reply
 
 __all__ = [
     "MAX_LINK_DEPTH",
+    "Backoff",
     "CachedTip",
     "Flight",
     "Link",
@@ -113,6 +114,22 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class Backoff:
+    """A session whose last mint failed and left no servable TIP: the miss back-off.
+
+    Until :attr:`until`, asks for the session that would take a cached TIP get
+    :attr:`outcome` at once instead of starting a mint (see ``RefreshPolicy.miss_backoff``).
+    """
+
+    #: Consecutive failed mints of the session.
+    failures: int
+    #: The end of the window, on Trio's clock.
+    until: float
+    #: The last failure, answered meanwhile.
+    outcome: NoTip
+
+
+@dataclass(frozen=True, slots=True)
 class Minted:
     """A freshly minted, checked, servable TIP."""
 
@@ -125,7 +142,17 @@ class Minted:
 class RunState:
     """The state of one run; only the refresher's own tasks touch it, synchronously."""
 
-    __slots__ = ("background", "dead", "entries", "flights", "links", "timers", "wake")
+    __slots__ = (
+        "background",
+        "backoff",
+        "dead",
+        "entries",
+        "flights",
+        "links",
+        "reported",
+        "timers",
+        "wake",
+    )
 
     def __init__(self) -> None:
         self.entries: dict[str, CachedTip] = {}
@@ -133,6 +160,10 @@ class RunState:
         self.links: dict[str, Link] = {}
         #: Session key -> (fingerprint of a user token known not to mint, why).
         self.dead: dict[str, tuple[str, str]] = {}
+        #: Session key -> its miss back-off, after a failed mint left no servable TIP.
+        self.backoff: dict[str, Backoff] = {}
+        #: Session key -> the logout reason last logged at INFO (repeats go to DEBUG).
+        self.reported: dict[str, str] = {}
         self.timers = TimerHeap()
         #: Set to wake the timer task (earlier due time, or a background slot freed).
         self.wake = trio.Event()

@@ -14,7 +14,9 @@ A login, end to end::
     tokens.claims.sub                        # the validated user
     tokens = await client.refresh(tokens.refresh_token)
 
-Every failure is an :class:`OidcError` with a ``reason_code`` and a message safe to show.
+Every failure is an :class:`OidcError` with a ``reason_code`` and a message safe to show. A
+refresh whose new ID token cannot be validated raises :class:`RefreshNotValidatedError`, which
+carries the (possibly rotated) refresh token to keep.
 """
 
 from agent_identity.oidc.client import DEFAULT_SCOPE, OidcClient, OidcSettings
@@ -30,7 +32,7 @@ from agent_identity.oidc.login import (
     parse_authorization_response,
     s256_challenge,
 )
-from agent_identity.oidc.tokens import TokenSet
+from agent_identity.oidc.tokens import RefreshNotValidatedError, TokenSet
 from agent_identity.oidc.userpool import (
     ResolvedUserPool,
     discovery_url_for_pool,
@@ -54,6 +56,7 @@ __all__ = [
     "OidcReason",
     "OidcSettings",
     "ProviderMetadata",
+    "RefreshNotValidatedError",
     "ResolvedUserPool",
     "TokenSet",
     "discovery_location",

@@ -38,7 +38,12 @@ from agent_identity.oidc.errors import OidcError
 from agent_identity.oidc.id_token import DEFAULT_LEEWAY, IdTokenClaims, IdTokenValidator
 from agent_identity.oidc.jwks import JwksCache, JwksStatistics, http_jwks_fetcher
 from agent_identity.oidc.login import LoginSecrets
-from agent_identity.oidc.tokens import TokenResponse, TokenSet, request_tokens
+from agent_identity.oidc.tokens import (
+    RefreshNotValidatedError,
+    TokenResponse,
+    TokenSet,
+    request_tokens,
+)
 from agent_identity.oidc.userpool import user_pool_uid_from_url
 from agent_identity.volcengine import IdentityClient, VolcengineError
 from agent_identity.volcengine.models import ListIdentityProvidersRequest
@@ -315,13 +320,30 @@ class OidcClient:
             provider did not issue a new one.
 
         Raises:
+            RefreshNotValidatedError: The provider answered, but its new ID token could not be
+                validated (``jwks_failed`` during a key rotation, say): the refresh token it
+                rotated is in the error and must be kept, as ``refresh_token`` is spent.
             OidcError: ``invalid_grant`` when the token is spent, expired or revoked (log in
-                again), another token endpoint reason, or an ``id_token_*`` reason.
+                again), another token endpoint reason, or ``id_token_subject_changed``.
         """
         metadata = await self.metadata()
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         response = await self._request(metadata, form, (refresh_token,))
-        tokens = await self._token_set(response, nonce=None, previous_refresh=refresh_token)
+        try:
+            tokens = await self._token_set(response, nonce=None, previous_refresh=refresh_token)
+        except OidcError as exc:
+            # The provider has already spent a rotating ``refresh_token``: losing the new one
+            # with this error would log the session out at its next renewal.
+            unvalidated = TokenSet(
+                access_token=response.access_token,
+                id_token=response.id_token,
+                refresh_token=response.refresh_token or refresh_token,
+                expires_in=response.expires_in,
+                token_type=response.token_type,
+                scope=response.scope,
+            )
+            rotated = response.refresh_token is not None and response.refresh_token != refresh_token
+            raise RefreshNotValidatedError(exc, unvalidated, rotated=rotated) from exc
         if (
             expected_sub is not None
             and tokens.claims is not None

@@ -3,7 +3,8 @@
 Every failure of discovery, the token endpoint, ID-token validation or user-pool resolution is
 an :class:`OidcError`. Its message is written for the person who tried to log in (or the
 operator reading the log): it names what was wrong, never a token, a code, a verifier or a
-client secret, so it can be shown as is.
+client secret, so it can be shown as is. (One subclass, ``tokens.RefreshNotValidatedError``, also
+carries the tokens of a refresh whose new ID token could not be validated, outside its text.)
 """
 
 from __future__ import annotations

@@ -22,7 +22,13 @@ from agent_identity.oidc.discovery import ProviderMetadata
 from agent_identity.oidc.errors import OidcError, OidcReason, scrub
 from agent_identity.oidc.id_token import IdTokenClaims
 
-__all__ = ["TokenResponse", "TokenSet", "client_auth_method", "request_tokens"]
+__all__ = [
+    "RefreshNotValidatedError",
+    "TokenResponse",
+    "TokenSet",
+    "client_auth_method",
+    "request_tokens",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +68,40 @@ class TokenSet:
             f"refresh_token={mask(self.refresh_token)}, expires_in={self.expires_in!r}, "
             f"token_type={self.token_type!r}, scope={self.scope!r}, claims={self.claims!r})"
         )
+
+
+class RefreshNotValidatedError(OidcError):
+    """The provider answered a refresh, but the ID token it returned could not be validated.
+
+    The refresh went through at the provider: a rotating refresh token is spent, and the only
+    usable one is :attr:`tokens`' ``refresh_token``. Whoever keeps the refresh token must keep
+    that one (the validation may work next time: the JWKS endpoint was down during a key
+    rotation, say), or the session is lost at its next renewal.
+
+    The reason and message are the validation's (``jwks_failed``, ``id_token_unknown_kid``,
+    ...); like every :class:`OidcError` the message names no token. The tokens are kept out of
+    the message, the ``args`` and the ``repr``.
+
+    Args:
+        cause: The validation's error.
+        tokens: What the provider returned, unvalidated.
+
+    Attributes:
+        tokens: The provider's answer: ``refresh_token`` is the one to use next time (the
+            rotated one, or the one just used when the provider did not rotate it);
+            ``claims`` is None and ``id_token`` was **not** validated: never use it as a
+            user's token.
+        rotated: Whether the provider issued a new refresh token (the old one is spent).
+    """
+
+    def __init__(self, cause: OidcError, tokens: TokenSet, *, rotated: bool) -> None:
+        super().__init__(cause.reason_code, cause.message)
+        self.tokens = tokens
+        self.rotated = rotated
+
+    def __repr__(self) -> str:
+        reason, message = self.reason_code, self.message
+        return f"RefreshNotValidatedError({reason!r}, {message!r}, rotated={self.rotated})"
 
 
 class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
