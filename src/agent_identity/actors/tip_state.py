@@ -1,8 +1,10 @@
 """The TIP refresher's in-memory state: cached TIPs, flights, subagent links, the timer heap.
 
-Internal to :mod:`agent_identity.actors.tip_refresher`; only the refresher's own tasks (the
-mailbox loop, the timer, the flights) touch a :class:`RunState`, and every touch is
-synchronous, so each of them sees the state between two whole changes.
+Internal to the TIP refresher (:mod:`agent_identity.actors.tip_refresher` and the helpers it
+owns: :mod:`~agent_identity.actors.tip_flights`, :mod:`~agent_identity.actors.tip_obtain`,
+:mod:`~agent_identity.actors.tip_timer`); only the refresher's own tasks (the mailbox loop, the
+timer, the flights) and ``TipRefresher.get_tip_nowait`` touch a :class:`RunState`, and every
+touch is synchronous, so each of them sees the state between two whole changes.
 """
 
 from __future__ import annotations
@@ -168,6 +170,16 @@ class RunState:
         #: Set to wake the timer task (earlier due time, or a background slot freed).
         self.wake = trio.Event()
         self.background = 0
+
+    def drop(self, key: str) -> None:
+        """Forget the cached TIP of ``key`` and unschedule its refresh."""
+        self.entries.pop(key, None)
+        self.timers.cancel(key)
+
+    def schedule(self, key: str, delay: float) -> None:
+        """Schedule the refresh of ``key`` ``delay`` seconds from now, on Trio's clock."""
+        if self.timers.schedule(key, trio.current_time() + delay):
+            self.wake.set()  # the timer task sleeps until the earliest due time: now this one
 
     def children(self, key: str) -> list[str]:
         """The subagent sessions linked directly to ``key``."""
