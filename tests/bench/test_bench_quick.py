@@ -87,6 +87,15 @@ def test_sessions_scale() -> None:
     assert set(refresh) == {"steady", "burst"}
     assert {"peak_per_s", "mean_per_s", "peak_over_mean", "target_met"} <= refresh["steady"].keys()
     assert refresh["steady"]["timer_tasks"] == 1
+    cases = {"small", "large", "large_hot"}
+    setups = of_kind(lines, "token_setup")
+    assert {s["case"] for s in setups} == cases
+    assert all({"gc_tracked", "rss_mb"} <= s.keys() for s in setups)
+    rounds = of_kind(lines, "token")
+    assert {r["case"] for r in rounds} == cases  # side by side: every case in every round
+    for line in rounds:
+        assert line["count"] == 300
+        assert len(line["gc_collections"]) == 3
     (token,) = of_kind(lines, "token_summary")
     assert {"p99_us_small", "p99_us_large", "p99_us_large_hot", "p99_ratio"} <= token.keys()
     assert isinstance(token["target_met"], bool)
