@@ -26,24 +26,36 @@ Three measurements, each in fresh child processes (one heap never colours anothe
     window, long-run mean), the refresher's timer tasks and all tasks alive in the run.
 ``token``
     ``GET /token`` answered in process by ``LocalServerApp`` over a real ``TipRefresher``
-    (warm cache), cases interleaved over rounds: ``small`` (100 sessions held and asked
-    for at random), ``large`` (N held, all N asked for at random: the target's case) and
-    ``large_hot`` (N held, 100 of them asked for: what holding N costs, without the cache
-    misses of serving N distinct sessions). The app gets a view of a system with the two
-    parts ``/token`` reads (config, TIP client): the hot path is production's (route, one
-    actor hop, cached body). Requests are timed by the wall clock and by the thread's CPU
-    time (``cpu_`` figures: minus the time other processes held the core).
+    (warm cache) in three cases: ``small`` (100 sessions held and asked for at random),
+    ``large`` (N held, all N asked for at random: the target's case) and ``large_hot`` (N
+    held, 100 of them asked for: what holding N costs, without the memory traffic of
+    serving N distinct sessions). The app gets a view of a system with the two parts
+    ``/token`` reads (config, TIP client): the hot path is production's (route, one actor
+    hop, cached body). Requests are timed by the wall clock and by the thread's CPU time
+    (``cpu_`` figures: minus the time other processes held the core).
+
+    The cases are measured side by side, so that they meet the same background load: one
+    child per case (its own heap) is set up and warmed the same way (every session it will
+    be asked for asked once, then 2,000 requests, then a full ``gc.collect()``), then the
+    children take turns serving ``--slice`` requests each (the order rotating every turn;
+    each turn starts with 100 untimed requests, as a child that waited for its turn has
+    cold CPU caches) until each has served ``--requests`` in the round. Figures are per
+    round; the summary takes the median over rounds. Each child reports the garbage
+    collections that ran while it was timed (``gc_collections``, by generation) and what
+    its collector tracks (``gc_tracked``), so unequal GC work shows.
 
 Output: a setup line, then JSON lines of ``"kind"`` ``memory``, ``refresh`` (per scenario),
-``token`` (per round and case) and ``token_summary``, with ``target_met`` where the issue
-sets one (steady refresh: peak <= 2x mean; token: p99 of ``large`` within 20 % of
-``small``'s, by CPU time in ``target_met_cpu``). Exit status 1 if a run breaks.
+``token_setup`` (per case), ``token`` (per round and case) and ``token_summary``, with
+``target_met`` where the issue sets one (steady refresh: peak <= 2x mean; token: p99 of
+``large`` within 20 % of ``small``'s, by CPU time in ``target_met_cpu``). Exit status 1 if
+a run breaks.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gc
 import json
 import os
@@ -74,13 +86,21 @@ from agent_identity.config import PluginConfig
 from agent_identity.storage import FileBackend, MemoryBackend, SessionRecord, Snapshot
 from agent_identity.system import Identity
 from agent_identity.system.local_server import LocalServerApp
-from agent_identity.transports.uds_http import HttpRequest
+from agent_identity.transports.http_messages import HttpRequest
 
 HOUR = 3600.0
 T0 = 1_800_000_000.0
 SMALL = 100
 FULL = {"sessions": 100_000, "rounds": 5, "requests": 100_000, "steady_hours": 1.0}
 QUICK = {"sessions": 3_000, "rounds": 1, "requests": 5_000, "steady_hours": 0.25}
+#: Requests a token child serves per turn (about 40 ms): the cases take turns this often.
+SLICE = 1_000
+#: Requests after the per-session warm-up, to warm the code paths too.
+CODE_WARM_UP = 2_000
+#: Untimed requests at the start of each turn: a child that just waited for its turn finds
+#: its data evicted from the CPU caches by the other children (its first requests take up
+#: to 6x as long), which would put a cost on the p99 that a busy server does not pay.
+TURN_WARM_UP = 100
 TOKEN_TARGET_RATIO = 1.2
 SMOOTHNESS_TARGET = 2.0
 
@@ -269,7 +289,11 @@ def count_tasks() -> int:
     return seen
 
 
-async def token_child(n: int, requests: int, asked: int) -> dict[str, Any]:
+async def token_child(n: int, requests: int, asked: int) -> None:
+    """Serve ``/token`` in turns on stdin's commands (``run <count>``, ``figures``, ``stop``).
+
+    Prints one JSON line when ready (after the warm-up) and one per command.
+    """
     store = SessionStore(MemoryBackend(Snapshot(logged_in(n, time.time()))))
     refresher = TipRefresher(Minter(wall=time.time), store.client, rng=seeded(3))
     rng = seeded(11)
@@ -280,30 +304,154 @@ async def token_child(n: int, requests: int, asked: int) -> dict[str, Any]:
         # What LocalServerApp reads for /token of a running system: its config and TIP client.
         view = SimpleNamespace(plugin=PluginConfig(), tips=refresher.client)
         app = LocalServerApp(cast("Identity", view))
-        picks = [
-            HttpRequest(
-                "GET", "/token", {"session": common.session_key(rng.randrange(asked))}, {}, b""
-            )
-            for _ in range(requests)
-        ]
-        for request in picks[: min(2000, requests)]:  # warm the body cache and the code
+
+        def token(index: int) -> HttpRequest:
+            return HttpRequest("GET", "/token", {"session": common.session_key(index)}, {}, b"")
+
+        picks = [token(rng.randrange(asked)) for _ in range(requests)]
+        # Warm: every session asked for once (each case's caches then hold what it serves,
+        # as the small case's do after a few requests), then the code.
+        for request in [token(i) for i in range(asked)] + picks[: min(CODE_WARM_UP, requests)]:
             await app(request)
         gc.collect()
+        say({"ready": True, "gc_tracked": len(gc.get_objects()), "rss_mb": rss_bytes() >> 20})
+        collections = [0, 0, 0]
+
+        def count_collection(phase: str, info: dict[str, int]) -> None:
+            if phase == "stop":
+                collections[info["generation"]] += 1
+
         wall, cpu = time.perf_counter, time.thread_time
-        latencies, cpu_times = [0.0] * requests, [0.0] * requests
-        for i, request in enumerate(picks):
-            started, started_cpu = wall(), cpu()
-            response = await app(request)
-            cpu_times[i] = cpu() - started_cpu
-            latencies[i] = wall() - started
-            if response.status != 200:
-                raise RunBrokenError(f"/token answered {response.status}")
+        latencies: list[float] = []
+        cpu_times: list[float] = []
+        served = 0
+        while command := (await trio.to_thread.run_sync(sys.stdin.readline)).split():
+            if command[0] == "run":
+                for i in range(TURN_WARM_UP):
+                    await app(picks[(served + i) % requests])
+                served += TURN_WARM_UP
+                batch = [picks[(served + i) % requests] for i in range(int(command[1]))]
+                served += len(batch)
+                gc.callbacks.append(count_collection)
+                for request in batch:
+                    started, started_cpu = wall(), cpu()
+                    response = await app(request)
+                    ended_cpu = cpu()
+                    ended = wall()
+                    cpu_times.append(ended_cpu - started_cpu)
+                    latencies.append(ended - started)
+                    if response.status != 200:
+                        raise RunBrokenError(f"/token answered {response.status}")
+                gc.callbacks.remove(count_collection)
+                say({"served": len(batch)})
+            elif command[0] == "figures":
+                say({"sessions": n,
+                     **common.latency_figures(latencies, unit="us"),
+                     **common.latency_figures(cpu_times, unit="us", prefix="cpu_"),
+                     "gc_collections": collections,
+                     "gc_tracked": len(gc.get_objects())})  # fmt: skip
+                latencies, cpu_times, collections[:] = [], [], [0, 0, 0]
+            else:
+                break
         nursery.cancel_scope.cancel()
-    return {
-        "sessions": n,
-        **common.latency_figures(latencies, unit="us"),
-        **common.latency_figures(cpu_times, unit="us", prefix="cpu_"),
-    }
+
+
+def say(record: dict[str, Any]) -> None:
+    """A token child's answer to its parent: one JSON line on stdout."""
+    print(json.dumps(record), flush=True)
+
+
+class TokenChild:
+    """A token child process: set up and warmed, it serves requests when told to.
+
+    Args:
+        held: Sessions it holds.
+        requests: Requests per round (it cycles through that many picks).
+        asked: How many of the sessions the requests name (at random).
+    """
+
+    def __init__(self, held: int, requests: int, asked: int) -> None:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        argv = ["--child", "token", str(held), str(requests), str(asked)]
+        self._proc = subprocess.Popen(
+            [sys.executable, os.fspath(Path(__file__).resolve()), *argv],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )  # fmt: skip
+        if self._proc.stdin is None or self._proc.stdout is None:  # pragma: no cover - PIPE
+            raise RunBrokenError("no pipes to the token child")
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+
+    def read(self) -> dict[str, Any]:
+        """The child's next JSON line."""
+        line = self._stdout.readline()
+        if not line:
+            self._proc.wait(timeout=60)
+            self._stderr.seek(0)
+            error = self._stderr.read().decode(errors="replace")[-2000:]
+            raise RunBrokenError(f"token child failed ({self._proc.returncode}):\n{error}")
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+    def ask(self, command: str) -> dict[str, Any]:
+        """Send one command and read its answer."""
+        self._stdin.write(command + "\n")
+        self._stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        """Tell the child to stop and wait for it (killed if it does not stop)."""
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._stderr.close()
+
+
+def run_token(n: int, rounds: int, requests: int, turn: int) -> None:
+    """The ``token`` measurement: the cases side by side, in turns, ``rounds`` times."""
+    # (held, asked): sessions held, and how many distinct ones the requests name.
+    cases = {"small": (SMALL, SMALL), "large": (n, n), "large_hot": (n, SMALL)}
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
+    common.progress(f"/token: setting up {len(cases)} children ({n} sessions in the large)")
+    children = {case: TokenChild(held, requests, asked) for case, (held, asked) in cases.items()}
+    try:
+        for case, proc in children.items():
+            common.emit({"bench": "sessions_scale", "kind": "token_setup", "case": case,
+                         "sessions": cases[case][0], "asked": cases[case][1],
+                         **proc.read()})  # fmt: skip
+        order = list(children)
+        for number in range(rounds):
+            common.progress(f"/token round {number + 1}/{rounds}: cases in turns of {turn}")
+            for first in range(0, requests, turn):
+                for case in order:
+                    children[case].ask(f"run {min(turn, requests - first)}")
+                order.append(order.pop(0))  # who goes first rotates
+            for case, proc in children.items():
+                found = proc.ask("figures")
+                runs[case].append(found)
+                common.emit({"bench": "sessions_scale", "kind": "token", "round": number,
+                             "case": case, "asked": cases[case][1], **found})  # fmt: skip
+    finally:
+        for proc in children.values():
+            proc.close()
+
+    def med(key: str, case: str) -> float:
+        return common.median([float(r[key]) for r in runs[case]])
+
+    ratio = med("p99_us", "large") / med("p99_us", "small")
+    cpu_ratio = med("cpu_p99_us", "large") / med("cpu_p99_us", "small")
+    hot_ratio = med("p99_us", "large_hot") / med("p99_us", "small")
+    common.emit({"bench": "sessions_scale", "kind": "token_summary", "rounds": rounds,
+          "requests": requests, "turn": turn, "sessions_small": SMALL, "sessions_large": n,
+          **{f"{key}_{case}": med(key, case)
+             for key in ("p50_us", "p99_us", "cpu_p50_us", "cpu_p99_us") for case in cases},
+          "p99_ratio": round(ratio, 3), "cpu_p99_ratio": round(cpu_ratio, 3),
+          "hot_p99_ratio": round(hot_ratio, 3), "target_p99_ratio": TOKEN_TARGET_RATIO,
+          "target_met": ratio <= TOKEN_TARGET_RATIO,
+          "target_met_cpu": cpu_ratio <= TOKEN_TARGET_RATIO})  # fmt: skip
 
 
 def child(*argv: str) -> dict[str, Any]:
@@ -340,31 +488,7 @@ def run_children(args: argparse.Namespace) -> None:
                 child("refresh", str(n), scenario, str(span), str(window), str(args.mint_latency))
             )
     if "token" in args.parts:
-        # (held, asked): sessions held, and how many distinct ones the requests name.
-        cases = {"small": (SMALL, SMALL), "large": (n, n), "large_hot": (n, SMALL)}
-        runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
-        for number in range(rounds):
-            for case, (held, asked) in cases.items():
-                common.progress(f"/token round {number + 1}/{rounds}: {case}")
-                found = child("token", str(held), str(requests), str(asked))
-                runs[case].append(found)
-                common.emit({"bench": "sessions_scale", "kind": "token", "round": number,
-                             "case": case, "asked": asked, **found})  # fmt: skip
-
-        def med(key: str, case: str) -> float:
-            return common.median([float(r[key]) for r in runs[case]])
-
-        ratio = med("p99_us", "large") / med("p99_us", "small")
-        cpu_ratio = med("cpu_p99_us", "large") / med("cpu_p99_us", "small")
-        hot_ratio = med("p99_us", "large_hot") / med("p99_us", "small")
-        common.emit({"bench": "sessions_scale", "kind": "token_summary", "rounds": rounds,
-              "requests": requests, "sessions_small": SMALL, "sessions_large": n,
-              **{f"{key}_{case}": med(key, case)
-                 for key in ("p50_us", "p99_us", "cpu_p50_us", "cpu_p99_us") for case in cases},
-              "p99_ratio": round(ratio, 3), "cpu_p99_ratio": round(cpu_ratio, 3),
-              "hot_p99_ratio": round(hot_ratio, 3), "target_p99_ratio": TOKEN_TARGET_RATIO,
-              "target_met": ratio <= TOKEN_TARGET_RATIO,
-              "target_met_cpu": cpu_ratio <= TOKEN_TARGET_RATIO})  # fmt: skip
+        run_token(n, rounds, requests, max(1, args.slice))
 
 
 def run_child(argv: list[str]) -> None:
@@ -377,7 +501,7 @@ def run_child(argv: list[str]) -> None:
         result = trio.run(refresh_child, n, scenario, span, window, latency, clock=clock)
         print(json.dumps(result))
     else:
-        print(json.dumps(trio.run(token_child, n, int(argv[2]), int(argv[3]))))
+        trio.run(token_child, n, int(argv[2]), int(argv[3]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--requests", type=int, help="/token requests per round")
         parser.add_argument("--mint-latency", type=float, default=0.02, help="seconds per mint")
         parser.add_argument("--parts", default="memory,refresh,token", help="what to measure")
+        parser.add_argument("--slice", type=int, default=SLICE, help="/token requests per turn")
         parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     args = common.parse_args(__doc__, argv, extra=extra)

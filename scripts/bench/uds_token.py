@@ -57,9 +57,9 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from agent_identity.transports.http_parse import HttpResponse, json_error
-from agent_identity.transports.uds_http import ConnectionGate, HttpRequest, serve_uds_http
-from agent_identity.transports.uds_socket import open_unix_listener
+from agent_identity.transports.http_messages import HttpRequest, HttpResponse, json_error
+from agent_identity.transports.uds_http import serve_uds_http
+from agent_identity.transports.uds_socket import ConnectionGate, open_unix_listener
 
 CONNECTIONS = (1, 16, 64)
 QUICK_REQUESTS = 2000

@@ -7,7 +7,7 @@
   and, when a head is accepted, a :class:`~agent_identity.transports.http_parse.RequestHead`
   that h11 (an independent parser) reads the same way: method, target and body framing.
 * Valid heads built from their parts parse back to those parts.
-* :func:`~agent_identity.transports.http_parse.encode_response` on arbitrary responses: a
+* :func:`~agent_identity.transports.http_messages.encode_response` on arbitrary responses: a
   ``ValueError`` or bytes that h11, as a client, reads back as the same response.
 * ``scripts/fuzz/uds_http_fuzz.py``: its oracle (reply parser and judge) is checked on known
   bad answers, so a fuzzer that cannot fail cannot pass; then its ``--quick`` mode runs as a
@@ -34,14 +34,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agent_identity.transports.http_parse import (
-    HttpError,
-    HttpResponse,
-    RequestHead,
-    encode_response,
-    parse_head,
-    split_head,
-)
+from agent_identity.transports.http_messages import HttpResponse, encode_response
+from agent_identity.transports.http_parse import HttpError, RequestHead, parse_head, split_head
 from agent_identity.transports.uds_http import HttpLimits
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz" / "uds_http_fuzz.py"

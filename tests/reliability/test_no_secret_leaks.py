@@ -48,8 +48,9 @@ from agent_identity.transports.control_wire import (
     StatusRequest,
     encode_frame,
 )
+from agent_identity.transports.http_messages import Handler
 from agent_identity.transports.peer import PeerGate
-from agent_identity.transports.uds_http import Handler, serve_uds_http
+from agent_identity.transports.uds_http import serve_uds_http
 from agent_identity.transports.uds_socket import open_unix_listener
 
 pytestmark = pytest.mark.slow

@@ -26,8 +26,9 @@ from agent_identity.system import Identity, open_identity
 from agent_identity.system.bridge import BridgeApp
 from agent_identity.system.local_server import LocalServerApp
 from agent_identity.system.serve import BRIDGE_SOCKET, IDENTITY_SOCKET
+from agent_identity.transports.http_messages import Handler
 from agent_identity.transports.peer import PeerGate
-from agent_identity.transports.uds_http import Handler, UdsHttpServer, serve_uds_http
+from agent_identity.transports.uds_http import UdsHttpServer, serve_uds_http
 from agent_identity.transports.uds_socket import open_unix_listener
 
 from .conftest import World

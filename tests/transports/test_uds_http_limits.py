@@ -19,13 +19,8 @@ import pytest
 import trio
 import trio.testing
 
-from agent_identity.transports.uds_http import (
-    HttpLimits,
-    HttpRequest,
-    HttpResponse,
-    UdsHttpServer,
-    serve_uds_http,
-)
+from agent_identity.transports.http_messages import HttpRequest, HttpResponse
+from agent_identity.transports.uds_http import HttpLimits, UdsHttpServer, serve_uds_http
 from agent_identity.transports.uds_socket import open_unix_listener
 
 BIG = 8 << 20  # far more than a Unix socket buffers

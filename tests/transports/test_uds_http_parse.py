@@ -8,15 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_identity.transports.http_parse import (
-    HttpError,
-    HttpResponse,
-    RequestHead,
-    encode_response,
-    json_error,
-    parse_head,
-    split_head,
-)
+from agent_identity.transports.http_messages import HttpResponse, encode_response, json_error
+from agent_identity.transports.http_parse import HttpError, RequestHead, parse_head, split_head
 from agent_identity.transports.uds_http import HttpLimits
 
 LINE = 64

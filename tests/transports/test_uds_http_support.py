@@ -16,14 +16,8 @@ from typing import Any, ClassVar
 
 import trio
 
-from agent_identity.transports.uds_http import (
-    HttpLimits,
-    HttpRequest,
-    HttpResponse,
-    UdsHttpServer,
-    json_error,
-    serve_uds_http,
-)
+from agent_identity.transports.http_messages import HttpRequest, HttpResponse, json_error
+from agent_identity.transports.uds_http import HttpLimits, UdsHttpServer, serve_uds_http
 from agent_identity.transports.uds_socket import open_unix_listener
 
 TOKEN = b'{"token":"t-1"}'

@@ -23,17 +23,17 @@ bridge cannot even decode is a 400 that the shim must treat as a block.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import trio
 
 from agent_identity.host.contract import to_wire
-from agent_identity.host.hooks import HookHandler
-from agent_identity.host.tools import ToolError
 from agent_identity.system.identity import Identity
-from agent_identity.transports.http_parse import HttpResponse, json_error
-from agent_identity.transports.uds_http import HttpRequest
+from agent_identity.transports.http_messages import HttpRequest, HttpResponse, json_error
+
+if TYPE_CHECKING:
+    from agent_identity.host.hooks import HookHandler
 
 __all__ = ["BridgeApp"]
 
@@ -141,6 +141,10 @@ class BridgeApp:
         return _ok(await self._ident.commands.handle(context))
 
     async def _tool(self, name: str, body: bytes) -> HttpResponse:
+        # The host handlers are imported with Identity.host, on the first call (import time
+        # of serve).
+        from agent_identity.host.tools import ToolError  # noqa: PLC0415
+
         await trio.lowlevel.checkpoint()
         decoded = msgspec.json.decode(body, type=_ToolBody)
         try:

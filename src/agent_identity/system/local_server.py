@@ -35,11 +35,9 @@ import trio
 from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo
 from agent_identity.host.caller import Caller, caller_for_local
 from agent_identity.host.contract import to_wire
-from agent_identity.host.tools import ToolError
 from agent_identity.system.identity import Identity
 from agent_identity.system.metrics import RequestMetrics, render_metrics
-from agent_identity.transports.http_parse import HttpResponse, json_error
-from agent_identity.transports.uds_http import HttpRequest
+from agent_identity.transports.http_messages import HttpRequest, HttpResponse, json_error
 
 __all__ = ["LocalServerApp"]
 
@@ -245,6 +243,10 @@ class LocalServerApp:
         return HttpResponse(200, text.encode(), content_type=_METRICS_TYPE)
 
     async def _tool(self, name: str, request: HttpRequest) -> HttpResponse:
+        # The host handlers are imported with Identity.host, on the first call (import time
+        # of serve).
+        from agent_identity.host.tools import ToolError  # noqa: PLC0415
+
         try:
             body = msgspec.json.decode(request.body or b"{}", type=_ToolBody)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string

@@ -1,11 +1,10 @@
-r"""HTTP/1.1 on the wire for the Unix-socket server: request heads in, responses out.
+r"""HTTP/1.1 request heads for the Unix-socket server: cut off the wire, parsed, checked.
 
 :func:`split_head` cuts a complete head off the connection's buffer (``bytes.find`` for the
 blank line), enforcing the size limits while it is incomplete; :func:`parse_head` turns it
 into a :class:`RequestHead`, validating with two compiled regular expressions (request
 line, whole header block), so a ``GET`` costs a few C calls and one short loop over its
-header lines. :func:`encode_response` builds each response as one ``bytes`` from a cached
-status line, with a ``Date`` line rebuilt once a second.
+header lines. Responses, the other direction, are :mod:`.http_messages`'s.
 
 Refused, each as an :class:`HttpError` with the status to send (the server then closes, as
 the connection may not be at a message boundary):
@@ -27,26 +26,12 @@ the connection may not be at a message boundary):
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from dataclasses import dataclass
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Protocol
 from urllib.parse import parse_qsl, unquote
 
-__all__ = [
-    "CONTINUE",
-    "HeadLimits",
-    "HttpError",
-    "HttpResponse",
-    "RequestHead",
-    "encode_response",
-    "json_error",
-    "parse_head",
-    "split_head",
-]
+__all__ = ["HeadLimits", "HttpError", "RequestHead", "parse_head", "split_head"]
 
 _TCHAR = rb"!#$%&'*+.^_`|~0-9A-Za-z-"
 _REQUEST_LINE = re.compile(rb"([" + _TCHAR + rb"]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
@@ -158,6 +143,7 @@ def split_head(buf: bytes, limits: HeadLimits) -> tuple[bytes, bytes]:
 
 
 def _raise_too_large(buf: bytes, max_request_line: int) -> None:
+    """Refuse a head over its limits: 414 if the request line is the culprit, else 431."""
     if buf.find(b"\r\n", 0, max_request_line + 2) < 0:
         raise HttpError(414, "uri_too_long", "the request line is too long")
     raise HttpError(431, "headers_too_large", "the request headers are too large")
@@ -211,6 +197,7 @@ def parse_head(head: bytes, limits: HeadLimits) -> RequestHead:
 
 
 def _headers(block: bytes) -> dict[str, str]:
+    """The fields of a header block that passed ``_HEADER_BLOCK``, by lower-case name."""
     headers: dict[str, str] = {}
     for line in block.split(b"\r\n"):
         name, _, value = line.partition(b":")
@@ -246,6 +233,7 @@ def _diagnose(block: bytes) -> str:
 
 
 def _target(method: str, target: str) -> tuple[str, dict[str, str]]:
+    """The decoded path and query of a request target (origin, absolute or ``*`` form)."""
     if target[0] != "/":
         if target == "*" and method == "OPTIONS":
             return "*", {}
@@ -270,6 +258,7 @@ def _target(method: str, target: str) -> tuple[str, dict[str, str]]:
 
 
 def _query(text: str) -> dict[str, str]:
+    """The query's parameters, each name at most once."""
     try:
         pairs = parse_qsl(
             text, keep_blank_values=True, errors="strict", max_num_fields=_MAX_QUERY_FIELDS
@@ -285,6 +274,7 @@ def _query(text: str) -> dict[str, str]:
 
 
 def _body_length(headers: dict[str, str], http10: bool) -> int:
+    """The body's length from ``Content-Length``; ``Transfer-Encoding`` is refused."""
     coding = headers.get("transfer-encoding")
     length = headers.get("content-length")
     if coding is not None:
@@ -299,115 +289,3 @@ def _body_length(headers: dict[str, str], http10: bool) -> int:
     if not (length.isascii() and length.isdigit()) or len(length) > _MAX_CONTENT_LENGTH_DIGITS:
         raise HttpError(400, "bad_request", "invalid Content-Length")
     return int(length)
-
-
-# --------------------------------------------------------------------------- responses
-
-#: The interim response that tells an ``Expect: 100-continue`` client to send its body.
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Framing is the server's business; a handler setting these could split the response.
-_RESERVED = frozenset({"connection", "content-length", "date", "transfer-encoding"})
-_UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_PREFIX_CACHE_SIZE = 64
-_prefixes: dict[tuple[int, str], bytes] = {}
-_date: list[tuple[int, bytes]] = [(0, b"")]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """One response.
-
-    Attributes:
-        status: The status code (200-599).
-        body: The body; sent as is, with a ``Content-Length``.
-        content_type: The ``Content-Type``; empty to send none.
-        headers: Extra header fields (not the framing ones: ``Content-Length``,
-            ``Connection``, ``Transfer-Encoding``, ``Date``).
-    """
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def json_error(
-    status: int, code: str, message: str, *, headers: tuple[tuple[str, str], ...] = ()
-) -> HttpResponse:
-    """A JSON error response: ``{"error": code, "message": message}``.
-
-    Args:
-        status: The status code.
-        code: A short machine-readable code, e.g. ``"not_found"``.
-        message: A sentence for people; it must not carry secrets.
-        headers: Extra header fields, e.g. ``(("Allow", "GET"),)`` on a 405.
-
-    Returns:
-        The response.
-    """
-    body = json.dumps({"error": code, "message": message}).encode()
-    return HttpResponse(status, body, headers=headers)
-
-
-def encode_response(response: HttpResponse, keep_alive: bool, head_only: bool = False) -> bytes:
-    """The response as bytes on the wire: status line, header fields, blank line, body.
-
-    Args:
-        response: The response.
-        keep_alive: ``False`` adds ``Connection: close`` (the server closes afterwards).
-        head_only: Leave the body out (a ``HEAD`` request), keeping its ``Content-Length``.
-
-    Returns:
-        The encoded response.
-
-    Raises:
-        ValueError: A status outside 200-599, or a header field that is malformed, unsafe
-            (CR, LF or other control characters) or reserved for the server.
-    """
-    status = response.status
-    body = response.body
-    prefix = _prefixes.get((status, response.content_type))
-    if prefix is None:
-        prefix = _prefix(status, response.content_type)
-    parts = [prefix]
-    if status not in {204, 304}:  # RFC 9110 8.6: these never carry a Content-Length
-        parts.append(b"Content-Length: %d\r\n" % len(body))
-    else:
-        body = b""
-    parts.extend(_field(name, value) for name, value in response.headers)
-    second = int(time.time())  # calendar time for the Date field, not a timeout
-    cached = _date[0]
-    if cached[0] != second:
-        cached = (second, b"Date: %s\r\n" % formatdate(second, usegmt=True).encode())
-        _date[0] = cached
-    parts.append(cached[1])
-    parts.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
-    if not head_only:
-        parts.append(body)
-    return b"".join(parts)
-
-
-def _prefix(status: int, content_type: str) -> bytes:
-    if not 200 <= status <= 599:
-        raise ValueError(f"a handler cannot send status {status}")
-    if _UNSAFE_VALUE.search(content_type) is not None:
-        raise ValueError("unsafe character in the content type")
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    prefix = f"HTTP/1.1 {status} {reason}\r\n".encode("ascii")
-    if content_type:
-        prefix += f"Content-Type: {content_type}\r\n".encode("latin-1")
-    if len(_prefixes) < _PREFIX_CACHE_SIZE:
-        _prefixes[status, content_type] = prefix
-    return prefix
-
-
-def _field(name: str, value: str) -> bytes:
-    encoded = name.encode("latin-1")
-    if _TOKEN.fullmatch(encoded) is None or name.lower() in _RESERVED:
-        raise ValueError(f"a handler cannot send the header field {name!r}")
-    if _UNSAFE_VALUE.search(value) is not None:
-        raise ValueError(f"unsafe character in the header field {name!r}")
-    return b"%s: %s\r\n" % (encoded, value.encode("latin-1"))
