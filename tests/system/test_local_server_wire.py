@@ -15,9 +15,10 @@ import pytest
 import trio
 
 from agent_identity.actors.tip_messages import TipInfo, TipRefresherClient
+from agent_identity.system import local_server
 
 from .conftest import World
-from .test_local_server_support import MAIN, PYTHON, Served, open_served, read_all
+from .test_local_server_support import ALICE_DM, MAIN, PYTHON, Served, open_served, read_all
 
 CURL = shutil.which("curl")
 BODY = b'{"params": {}, "session": ""}'
@@ -199,6 +200,7 @@ async def test_a_failing_handler_is_a_500_that_metrics_count(
 
     async with served.client() as client:
         with monkeypatch.context() as patch:
+            patch.setattr(TipRefresherClient, "get_tip_nowait", lambda *_: None)  # a miss
             patch.setattr(TipRefresherClient, "get_tip", broken)
             failed = await client.get("/token")
         recovered = await client.get("/token")
@@ -210,3 +212,38 @@ async def test_a_failing_handler_is_a_500_that_metrics_count(
     # The failure is visible where operators look for failures.
     assert 'agent_identity_local_requests_total{endpoint="token",status="500"} 1' in metrics.text
     assert 'agent_identity_local_requests_total{endpoint="token",status="200"} 1' in metrics.text
+
+
+async def test_a_cached_token_is_served_without_a_mailbox_round_trip(served: Served) -> None:
+    await served.login(MAIN)
+    tips = served.ident.tips
+    async with served.client() as client:
+        first = await client.get("/token")  # may mint: through the refresher's mailbox
+        handled = (await tips.statistics()).actor.handled
+        for _ in range(5):
+            again = await client.get("/token")
+            assert again.content == first.content
+        # Only the two statistics asks reached the refresher.
+        assert (await tips.statistics()).actor.handled == handled + 1
+
+
+async def test_a_logged_out_sessions_token_body_is_not_kept(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await served.login(MAIN)
+    bodies = served.app._token_bodies  # type: ignore[attr-defined]  # white box
+    async with served.client() as client:
+        assert (await client.get("/token")).status_code == 200
+        assert MAIN in bodies
+        assert await served.ident.sessions.delete(MAIN)
+        assert await served.ident.tips.forget(MAIN)
+        gone = await client.get("/token")
+        assert gone.status_code == 404
+        assert MAIN not in bodies
+        # The table is bounded: the oldest body goes first.
+        monkeypatch.setattr(local_server, "MAX_TOKEN_BODIES", 1)
+        await served.login(MAIN)
+        assert (await client.get("/token")).status_code == 200
+        await served.login(ALICE_DM)
+        assert (await client.get("/token", params={"session": ALICE_DM})).status_code == 200
+        assert list(bodies) == [ALICE_DM]

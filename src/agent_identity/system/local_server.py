@@ -32,7 +32,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo
+from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo, TipOutcome
 from agent_identity.host.caller import Caller, caller_for_local
 from agent_identity.host.contract import to_wire
 from agent_identity.system.identity import Identity
@@ -67,6 +67,10 @@ async def _answer(response: HttpResponse) -> HttpResponse:
     """Return ``response`` after a checkpoint (paths that answer without other awaits)."""
     await trio.lowlevel.checkpoint()
     return response
+
+
+#: Encoded ``/token`` bodies kept for reuse (one per session; the oldest go first).
+MAX_TOKEN_BODIES: Final = 100_000
 
 
 def _json(status: int, value: object) -> HttpResponse:
@@ -164,12 +168,22 @@ class LocalServerApp:
 
     async def _token(self, request: HttpRequest) -> HttpResponse:
         key = self._caller(request.query.get("session")).session_key
-        outcome = await self._ident.tips.get_tip(key)
+        tips = self._ident.tips
+        # A cached TIP is served in this task (no mailbox round trip: most of a /token).
+        outcome: TipOutcome | None = tips.get_tip_nowait(key)
+        if outcome is None:
+            outcome = await tips.get_tip(key)
+        else:
+            await trio.lowlevel.checkpoint()  # still one turn of the loop per request
         if isinstance(outcome, NoTip):
+            self._token_bodies.pop(key, None)  # logged out or failing: nothing to reuse
             return _no_tip(key, outcome)
         cached = self._token_bodies.get(key)
         if cached is None or cached[0] is not outcome.token:
             cached = (outcome.token, self._token_body(key, outcome))
+            self._token_bodies.pop(key, None)  # re-inserted last: the oldest stays first
+            if len(self._token_bodies) >= MAX_TOKEN_BODIES:
+                del self._token_bodies[next(iter(self._token_bodies))]
             self._token_bodies[key] = cached
         return HttpResponse(200, cached[1])
 
