@@ -5,6 +5,7 @@ Usage::
 
     python scripts/bench/cold_start.py            # full: 9 runs per case
     python scripts/bench/cold_start.py --quick    # CI: 3 runs per case
+    python scripts/bench/cold_start.py --bytecode # with cached bytecode, as an installed wheel
 
 Each run starts ``agent-identity serve --config <file>`` as a new process (the venv's console
 script) with a plugin config that turns everything on: the callback HTTP server on a loopback
@@ -17,11 +18,18 @@ contacted at start (credentials and OIDC discovery are resolved on first use).
 Cases: ``empty`` (a new data folder each run, so the store key is created too) and
 ``sessions`` (a data folder holding ``--sessions`` sessions, 10k by default, which the store
 decrypts on every start). Context line (``baseline``): how long a bare ``python -c pass``
-takes, how long importing the CLI entry point takes (``agent_identity.cli.main``, which
-registers every subcommand), and how long importing only what ``serve`` needs takes
-(``agent_identity.cli.serve``): the interpreter and the imports are most of a cold start.
-The OS file cache is warm after the first run: this is a process cold start, not a machine
-one.
+takes, how long the CLI takes to register every subcommand (``build_parser()``, what
+``--help`` loads), and how long importing only what ``serve`` needs takes
+(``agent_identity.cli.serve``; ``agent-identity serve`` imports no other command): the
+interpreter and the imports are most of a cold start. The OS file cache is warm after the
+first run: this is a process cold start, not a machine one.
+
+Bytecode: a wheel installed by pip comes with its modules compiled, but a source checkout
+run with ``PYTHONDONTWRITEBYTECODE=1`` (or from a read-only tree) compiles every module of
+the package on every start, which costs a good part of the imports. The setup line says
+which applies (``package_bytecode``). ``--bytecode`` measures as an installed wheel would
+run: the commands run with a bytecode cache in a temporary folder
+(``PYTHONPYCACHEPREFIX``), filled by one untimed run first.
 
 Output: a setup line, a ``baseline`` line, one ``case`` line per case (median, min and max
 of the runs; the server's own ``ready in`` figure; target ``<= 0.5 s``). Exit status 1 if a
@@ -31,6 +39,7 @@ server does not become ready or does not stop cleanly.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -47,6 +56,7 @@ from typing import Any
 import trio
 from _common import emit, emit_setup, median, parse_args, progress, session_record
 
+import agent_identity
 from agent_identity.storage import FileBackend, Snapshot
 
 TARGET_S = 0.5
@@ -104,11 +114,31 @@ def accepting(data_dir: Path, port: int) -> bool:
     return True
 
 
-def one_run(config: Path, data_dir: Path, port: int) -> dict[str, float]:
+def package_bytecode() -> str:
+    """Whether the package's modules are read from cached bytecode (``cached``) or compiled."""
+    if sys.flags.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        source = agent_identity.__file__ or ""
+        cached = Path(importlib.util.cache_from_source(source))
+        return "cached" if cached.exists() else "compiled on every start (no bytecode cache)"
+    return "cached (written on the first start)"
+
+
+def child_env(pycache: Path | None) -> dict[str, str]:
+    """The environment of the timed commands (with a bytecode cache when ``pycache``)."""
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = os.fspath(pycache)
+    return env
+
+
+def one_run(
+    config: Path, data_dir: Path, port: int, env: dict[str, str] | None = None
+) -> dict[str, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [*serve_command(), "serve", "--config", os.fspath(config), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         while not accepting(data_dir, port):
@@ -133,11 +163,11 @@ def one_run(config: Path, data_dir: Path, port: int) -> dict[str, float]:
     return {"ready_s": ready, "internal_ready_s": internal, "stop_s": stopped}
 
 
-def timed(argv: Sequence[str], runs: int) -> float:
+def timed(argv: Sequence[str], runs: int, env: dict[str, str] | None = None) -> float:
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True)
+        subprocess.run(argv, check=True, capture_output=True, env=env)
         seconds.append(time.perf_counter() - started)
     return median(seconds)
 
@@ -158,15 +188,24 @@ def prefill(data_dir: Path, count: int) -> None:
 
 def run(args: argparse.Namespace) -> None:
     runs = args.rounds or (QUICK_RUNS if args.quick else FULL_RUNS)
-    emit_setup("cold_start", args, runs=runs, sessions=args.sessions, command=serve_command())
-    interpreter = timed([sys.executable, "-c", "pass"], runs)
-    imports = timed([sys.executable, "-c", "import agent_identity.cli.main"], runs)
-    serve_only = timed([sys.executable, "-c", "import agent_identity.cli.serve"], runs)
-    emit({"bench": "cold_start", "kind": "baseline", "python_startup_s": round(interpreter, 4),
-          "python_startup_and_cli_imports_s": round(imports, 4),
-          "python_startup_and_serve_imports_s": round(serve_only, 4)})  # fmt: skip
+    bytecode = "cached (--bytecode)" if args.bytecode else package_bytecode()
+    emit_setup("cold_start", args, runs=runs, sessions=args.sessions, command=serve_command(),
+               package_bytecode=bytecode)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
         folder = Path(tmp)
+        env = child_env(folder / "pycache" if args.bytecode else None)
+        every_command = "from agent_identity.cli.main import build_parser; build_parser()"
+        if args.bytecode:
+            progress("filling the bytecode cache")
+            timed([sys.executable, "-c", every_command], 1, env)
+            port = free_port()
+            one_run(write_config(folder, folder / "warm", port), folder / "warm", port, env)
+        interpreter = timed([sys.executable, "-c", "pass"], runs, env)
+        imports = timed([sys.executable, "-c", every_command], runs, env)
+        serve_only = timed([sys.executable, "-c", "import agent_identity.cli.serve"], runs, env)
+        emit({"bench": "cold_start", "kind": "baseline", "python_startup_s": round(interpreter, 4),
+              "python_startup_and_cli_imports_s": round(imports, 4),
+              "python_startup_and_serve_imports_s": round(serve_only, 4)})  # fmt: skip
         stored = folder / "stored"
         progress(f"storing {args.sessions} sessions")
         prefill(stored, args.sessions)
@@ -176,7 +215,8 @@ def run(args: argparse.Namespace) -> None:
                 progress(f"{case}: run {number + 1}/{runs}")
                 data_dir = folder / f"empty-{number}" if case == "empty" else stored
                 port = free_port()
-                results.append(one_run(write_config(folder, data_dir, port), data_dir, port))
+                config = write_config(folder, data_dir, port)
+                results.append(one_run(config, data_dir, port, env))
             ready = [r["ready_s"] for r in results]
             emit({
                 "bench": "cold_start", "kind": "case", "case": case, "runs": runs,
@@ -192,6 +232,12 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--sessions", type=int, default=10_000, help="for the 2nd case")
+        parser.add_argument(
+            "--bytecode",
+            action="store_true",
+            help="run with a bytecode cache (as an installed wheel), even if "
+            "PYTHONDONTWRITEBYTECODE is set",
+        )
 
     args = parse_args(__doc__, argv, extra=extra)
     run(args)  # a broken run raises: a traceback and exit status 1

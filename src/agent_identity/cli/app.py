@@ -2,8 +2,8 @@
 
 A command module exposes ``register(subparsers)``; it adds its parser(s) with
 :func:`add_command`, which binds a handler ``(args, io) -> exit code``. ``main`` lists the
-registrars in :data:`agent_identity.cli.main.COMMANDS`, so a new command is one module plus one
-line there.
+command modules in :data:`agent_identity.cli.main.COMMANDS` (and imports one only when its
+command may run), so a new command is one module plus one line there.
 """
 
 from __future__ import annotations

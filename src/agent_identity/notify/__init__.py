@@ -7,14 +7,9 @@ follow-up is never fatal: every outcome is a :class:`SendResult`, never an excep
 
 from __future__ import annotations
 
-from agent_identity.notify.feishu import (
-    DEFAULT_TIMEOUT_SECONDS,
-    FeishuNotifier,
-    FeishuStatistics,
-    SendResult,
-    SendStatus,
-)
-from agent_identity.notify.feishu_wire import resolve_base_url
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from agent_identity.notify.messages import credential_added_text, login_success_text
 from agent_identity.notify.notifier import (
     NO_PUSH_CHANNELS,
@@ -22,7 +17,17 @@ from agent_identity.notify.notifier import (
     NotifierStatistics,
     NotifyContext,
 )
-from agent_identity.notify.targets import FeishuTarget, parse_feishu_target
+from agent_identity.notify.results import (
+    DEFAULT_TIMEOUT_SECONDS,
+    FeishuStatistics,
+    SendResult,
+    SendStatus,
+)
+
+if TYPE_CHECKING:
+    from agent_identity.notify.feishu import FeishuNotifier
+    from agent_identity.notify.feishu_wire import resolve_base_url
+    from agent_identity.notify.targets import FeishuTarget, parse_feishu_target
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -40,3 +45,19 @@ __all__ = [
     "parse_feishu_target",
     "resolve_base_url",
 ]
+
+# The Feishu sender is imported on first use: only a configured channels.feishu needs it
+# (import time of serve).
+_FEISHU = {
+    "FeishuNotifier": "agent_identity.notify.feishu",
+    "resolve_base_url": "agent_identity.notify.feishu_wire",
+    "FeishuTarget": "agent_identity.notify.targets",
+    "parse_feishu_target": "agent_identity.notify.targets",
+}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401 - module __getattr__ returns any attribute
+    if name in _FEISHU:
+        return getattr(importlib.import_module(_FEISHU[name]), name)
+    msg = f"module 'agent_identity.notify' has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Final
 
 import httpx
@@ -45,6 +44,12 @@ from agent_identity.notify.feishu_wire import (
     send_body,
     token_body,
 )
+from agent_identity.notify.results import (
+    DEFAULT_TIMEOUT_SECONDS,
+    FeishuStatistics,
+    SendResult,
+    SendStatus,
+)
 from agent_identity.notify.targets import FeishuTarget, parse_feishu_target
 
 __all__ = [
@@ -58,61 +63,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 REFRESH_MARGIN_SECONDS: Final = 180.0
 _MAX_DETAIL_CHARS: Final = 200
 _JSON: Final = {"Content-Type": "application/json; charset=utf-8"}
 _MASK: Final = "***"
-
-
-class SendStatus(StrEnum):
-    """What became of a follow-up."""
-
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """The outcome of one follow-up.
-
-    Attributes:
-        status: Sent, failed, or skipped (a channel without push, or nothing configured).
-        detail: A short human-readable reason; never a secret or token.
-        message_id: Feishu's ``om_…`` id of the delivered message.
-        code: Feishu's ``code`` when the platform answered one.
-    """
-
-    status: SendStatus
-    detail: str = ""
-    message_id: str | None = None
-    code: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the message was delivered."""
-        return self.status is SendStatus.SENT
-
-
-class FeishuStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of one notifier.
-
-    Attributes:
-        sends: ``send_text`` calls.
-        sent: Messages Feishu accepted.
-        failures: Sends that ended in a failure.
-        token_fetches: Token requests made (refused ones included).
-        token_invalidations: Cached tokens dropped because the send API rejected them.
-        cached_tokens: Tokens in the cache now.
-    """
-
-    sends: int
-    sent: int
-    failures: int
-    token_fetches: int
-    token_invalidations: int
-    cached_tokens: int
 
 
 @dataclass(frozen=True, slots=True)

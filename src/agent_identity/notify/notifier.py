@@ -18,21 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import msgspec
 import trio
 
 from agent_identity.config import FeishuChannel
-from agent_identity.notify.feishu import (
+from agent_identity.notify.messages import credential_added_text, login_success_text
+from agent_identity.notify.results import (
     DEFAULT_TIMEOUT_SECONDS,
-    FeishuNotifier,
     FeishuStatistics,
     SendResult,
     SendStatus,
 )
-from agent_identity.notify.messages import credential_added_text, login_success_text
+
+if TYPE_CHECKING:
+    from agent_identity.notify.feishu import FeishuNotifier
 
 __all__ = ["FEISHU", "NO_PUSH_CHANNELS", "Notifier", "NotifierStatistics", "NotifyContext"]
 
@@ -132,6 +134,9 @@ class Notifier:
         """
         if channel is None:
             return cls(None)
+        # Imported only with a Feishu config (import time of serve).
+        from agent_identity.notify.feishu import FeishuNotifier  # noqa: PLC0415
+
         return cls(FeishuNotifier(http, channel, clock=clock, timeout=timeout))
 
     def statistics(self) -> NotifierStatistics:

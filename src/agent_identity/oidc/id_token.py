@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
-
 from agent_identity.oidc.errors import OidcError
 from agent_identity.oidc.jwks import ALLOWED_ALGORITHMS, JwksCache
 
@@ -135,6 +133,10 @@ class IdTokenValidator:
         self._now = now
 
     async def _verified_claims(self, token: str) -> dict[str, Any]:
+        # PyJWT (and cryptography.x509 with it) is imported on the first login, not at start
+        # (import time of serve).
+        import jwt  # noqa: PLC0415
+
         if not token.isascii():  # PyJWT would fail to encode a lone surrogate (UnicodeError)
             raise OidcError("id_token_malformed", "The ID token is not a well-formed JWT.")
         try:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import jwt
 import msgspec
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -97,6 +96,10 @@ def parse_jwks(document: object) -> list[VerificationKey]:
     Raises:
         OidcError: ``jwks_failed`` when the document is not a JWKS.
     """
+    # PyJWT (and cryptography.x509 with it) is imported on the first login, not at start
+    # (import time of serve).
+    import jwt  # noqa: PLC0415
+
     keys = document.get("keys") if isinstance(document, Mapping) else None
     if not isinstance(keys, list):
         raise OidcError("jwks_failed", "The provider's signing keys are not a JWKS document.")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,6 +77,16 @@ class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ciphertext: str
 
 
+class _SealedEnvelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An :class:`_Envelope` read in one pass, its ciphertext decoded from base64 on the way."""
+
+    version: int
+    alg: str
+    kid: str
+    nonce: str
+    ciphertext: bytes
+
+
 class _Payload(msgspec.Struct, frozen=True):
     sessions: list[SessionRecord]
 
@@ -110,6 +121,7 @@ class ParsedSessions:
 
 _payload_encoder = msgspec.json.Encoder()
 _payload_decoder = msgspec.json.Decoder(_Payload)
+_sealed_decoder = msgspec.json.Decoder(_SealedEnvelope)
 
 
 def encode_sessions(records: Iterable[SessionRecord]) -> bytes:
@@ -147,6 +159,16 @@ def parse_sessions_file(data: bytes, key: StoreKey, *, now: float) -> ParsedSess
         UnreadableFileError: Not JSON, not either format, encrypted with another key,
             tampered with, or decrypted to something that is not a session list.
     """
+    # The current format is read in one typed pass that decodes the ciphertext from base64 as
+    # it goes (10k sessions are ~15 MB, read on every start), instead of a string copy and a
+    # second pass. Whatever that pass refuses, other formats and damaged files included, gets
+    # the verdict of the general path below, as before.
+    try:
+        sealed = _sealed_decoder.decode(data)
+    except msgspec.DecodeError:
+        pass
+    else:
+        return _decrypted_sessions(*_open_sealed(sealed, key))
     try:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
@@ -156,14 +178,17 @@ def parse_sessions_file(data: bytes, key: StoreKey, *, now: float) -> ParsedSess
     if _ENVELOPE_FIELDS & document.keys() or any(
         not isinstance(value, dict) for value in document.values()
     ):
-        plaintext, nonce = _open_envelope(document, key)
-        try:
-            payload = _payload_decoder.decode(plaintext)
-        except msgspec.DecodeError as exc:
-            raise UnreadableFileError(f"decrypted content is not a session list ({exc})") from None
-        sessions = {record.session_key: record for record in payload.sessions}
-        return ParsedSessions(sessions=sessions, plaintext=plaintext, legacy=False, nonce=nonce)
+        return _decrypted_sessions(*_open_envelope(document, key))
     return ParsedSessions(sessions=_parse_legacy(document, now), plaintext=None, legacy=True)
+
+
+def _decrypted_sessions(plaintext: bytes, nonce: str) -> ParsedSessions:
+    try:
+        payload = _payload_decoder.decode(plaintext)
+    except msgspec.DecodeError as exc:
+        raise UnreadableFileError(f"decrypted content is not a session list ({exc})") from None
+    sessions = {record.session_key: record for record in payload.sessions}
+    return ParsedSessions(sessions=sessions, plaintext=plaintext, legacy=False, nonce=nonce)
 
 
 def _open_envelope(document: dict[str, Any], key: StoreKey) -> tuple[bytes, str]:
@@ -171,6 +196,10 @@ def _open_envelope(document: dict[str, Any], key: StoreKey) -> tuple[bytes, str]
         envelope = msgspec.convert(document, _Envelope)
     except msgspec.ValidationError as exc:
         raise UnreadableFileError(f"not a valid encrypted envelope ({exc})") from None
+    return _open_sealed(envelope, key)
+
+
+def _open_sealed(envelope: _Envelope | _SealedEnvelope, key: StoreKey) -> tuple[bytes, str]:
     if envelope.version != FORMAT_VERSION:
         raise UnreadableFileError(f"unsupported format version {envelope.version}")
     if envelope.alg != ALG:
@@ -183,7 +212,9 @@ def _open_envelope(document: dict[str, Any], key: StoreKey) -> tuple[bytes, str]
     nonce = _unb64(envelope.nonce, "nonce")
     if len(nonce) != NONCE_BYTES:
         raise UnreadableFileError(f"the nonce is {len(nonce)} bytes, not {NONCE_BYTES}")
-    ciphertext = _unb64(envelope.ciphertext, "ciphertext")
+    ciphertext = envelope.ciphertext
+    if isinstance(ciphertext, str):
+        ciphertext = _unb64(ciphertext, "ciphertext")
     header = _Header(envelope.version, envelope.alg, envelope.kid, envelope.nonce)
     try:
         return key.aead.decrypt(nonce, ciphertext, msgspec.json.encode(header)), envelope.nonce
@@ -223,6 +254,11 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str, what: str) -> bytes:
+    # msgspec decodes base64 about five times faster than binascii (the ciphertext of 10k
+    # sessions is read on every start). It accepts a subset of what b64decode(validate=True)
+    # accepts, with the same bytes; whatever it refuses gets b64decode's verdict, as before.
+    with contextlib.suppress(msgspec.ValidationError):
+        return msgspec.convert(text, bytes)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -13,35 +13,40 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import httpx
-
-from agent_identity.actors.approval_broker import ApprovalBrokerClient
-from agent_identity.actors.login_broker import LoginBrokerClient
 from agent_identity.actors.login_flow import LoginEvents, LoginSucceeded
-from agent_identity.actors.session_store_messages import SessionStoreClient, SessionStoreStatistics
-from agent_identity.actors.tip_messages import TipRefresherClient, TipRefresherStatistics
-from agent_identity.actors.vault_messages import CredentialVaultClient
+from agent_identity.actors.session_store_messages import SessionStoreStatistics
+from agent_identity.actors.tip_messages import TipRefresherStatistics
 from agent_identity.actors.vault_types import VaultStatistics
-from agent_identity.authz import PermissionChecker, RiskEvaluator
 from agent_identity.config import PluginConfig
-from agent_identity.host.api import HostApi, build_host_api
-from agent_identity.host.commands import IdentityCommands
-from agent_identity.host.deps import HostDeps
-from agent_identity.host.gateway import IdentityGatewayMethods
-from agent_identity.host.hooks import IdentityHooks
-from agent_identity.host.ops_credentials import CredentialFollowups
 from agent_identity.host.senders import SenderDirectory
-from agent_identity.host.tools import IdentityTools
 from agent_identity.kernel import ActorStatistics, SupervisorStatistics
 from agent_identity.notify import Notifier, NotifierStatistics, NotifyContext, SendStatus
-from agent_identity.system.login import LazyLoginFlow, LazyOidc
 from agent_identity.system.services import Services
 from agent_identity.system.tree import IdentityTree
-from agent_identity.transports.callback import CallbackApp
 from agent_identity.volcengine.credentials import CredentialStatistics
-from agent_identity.volcengine.identity import IdentityClient
 from agent_identity.volcengine.transport import TransportStatistics
+
+if TYPE_CHECKING:
+    import httpx
+
+    from agent_identity.actors.approval_broker import ApprovalBrokerClient
+    from agent_identity.actors.login_broker import LoginBrokerClient
+    from agent_identity.actors.session_store_messages import SessionStoreClient
+    from agent_identity.actors.tip_messages import TipRefresherClient
+    from agent_identity.actors.vault_messages import CredentialVaultClient
+    from agent_identity.authz import PermissionChecker, RiskEvaluator
+    from agent_identity.host.api import HostApi
+    from agent_identity.host.commands import IdentityCommands
+    from agent_identity.host.deps import HostDeps
+    from agent_identity.host.gateway import IdentityGatewayMethods
+    from agent_identity.host.hooks import IdentityHooks
+    from agent_identity.host.ops_credentials import CredentialFollowups
+    from agent_identity.host.tools import IdentityTools
+    from agent_identity.system.login import LazyLoginFlow, LazyOidc
+    from agent_identity.transports.callback import CallbackApp
+    from agent_identity.volcengine.identity import IdentityClient
 
 __all__ = ["Identity", "LoginListener", "LoginListenerStatistics", "SystemStatistics"]
 
@@ -157,6 +162,9 @@ class Identity:
     @cached_property
     def host(self) -> HostApi:
         """The gateway-facing handlers (built once, on first use)."""
+        # Imported on first use, like the handlers are built (import time of serve).
+        from agent_identity.host.api import build_host_api  # noqa: PLC0415
+
         return build_host_api(self.deps)
 
     @property
@@ -182,6 +190,9 @@ class Identity:
     @cached_property
     def deps(self) -> HostDeps:
         """What the host handlers (hooks, commands, tools, gateway methods) work with."""
+        # Imported on first use, with the handlers (import time of serve).
+        from agent_identity.host.deps import HostDeps  # noqa: PLC0415
+
         return HostDeps(
             plugin=self.plugin,
             sessions=self.sessions,

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.request import getproxies
 
 import httpx
+import trio
 
 from agent_identity.authz import PermissionChecker, RiskEvaluator
 from agent_identity.config import EnvSettings, FeishuChannel, PluginConfig
@@ -26,7 +28,13 @@ from agent_identity.volcengine.credentials import CredentialChain
 from agent_identity.volcengine.endpoint import resolve_endpoint, signing_region_for
 from agent_identity.volcengine.identity import IdentityClient
 
-__all__ = ["DEFAULT_HTTP_TIMEOUT", "Services", "build_services", "open_http_client"]
+__all__ = [
+    "DEFAULT_HTTP_TIMEOUT",
+    "DeferredTransport",
+    "Services",
+    "build_services",
+    "open_http_client",
+]
 
 #: The timeout of the shared HTTP client, in seconds (connect, read, write, pool).
 DEFAULT_HTTP_TIMEOUT = 30.0
@@ -34,12 +42,49 @@ DEFAULT_HTTP_TIMEOUT = 30.0
 _HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
+class DeferredTransport(httpx.AsyncBaseTransport):
+    """httpx's default transport, built on the first request instead of with the client.
+
+    Building it imports httpcore and loads the CA bundle into an SSL context, which costs
+    more than everything else ``serve`` does between its imports and ready; nothing is sent
+    at start, so that cost moves to the first request (once, on the event loop).
+
+    Args:
+        limits: The connection limits of the transport.
+    """
+
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._transport: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send through the default transport (built now if this is the first request)."""
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport(limits=self._limits)
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the default transport, if it was built."""
+        if self._transport is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._transport.aclose()
+
+
 def open_http_client() -> httpx.AsyncClient:
     """Return a new shared HTTP client with the system's timeouts and limits.
 
+    Its transport is built on the first request (:class:`DeferredTransport`), unless the
+    environment names a proxy: httpx routes through ``HTTP_PROXY``/``HTTPS_PROXY``/
+    ``ALL_PROXY`` only with the transports it builds itself.
+
     The caller owns it (``async with`` it, or ``await client.aclose()``).
     """
-    return httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT, limits=_HTTP_LIMITS)
+    proxies = getproxies()
+    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
+        return httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT, limits=_HTTP_LIMITS)
+    transport = DeferredTransport(limits=_HTTP_LIMITS)
+    return httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT, transport=transport)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
