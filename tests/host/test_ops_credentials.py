@@ -25,7 +25,6 @@ from agent_identity.host.commands import IdentityCommands
 from agent_identity.host.ops_credentials import (
     COMMANDS,
     TOOLS,
-    CredentialFollowups,
     fetch,
 )
 from agent_identity.host.outcome import OperationError
@@ -36,6 +35,7 @@ from agent_identity.notify import SendStatus
 from agent_identity.sandbox.browser import submit_consent_form
 from agent_identity.sandbox.feishu import DEV_APP_ID, DEV_APP_SECRET
 from agent_identity.sandbox.state import ApiKeyProvider
+from agent_identity.system.followups import CredentialFollowups
 
 from .conftest import MAIN, Stack, StackOpener
 

@@ -17,9 +17,9 @@ Each subcommand and its tool share one function, so both report the same facts:
 **Follow-ups** ("✓ Credential for X added."): a command run from a chat the notifier can push
 to gets one. For an API key or M2M token the operation sends it itself, at once. A 3LO flow
 ends later, in the vault, which publishes :class:`CredentialAdded` with the ``context`` the
-fetch gave it: here the command's :class:`NotifyContext` as strings. The system runs
-:class:`CredentialFollowups` on the vault's events to turn that into the message; tools have
-no notify context (the host tells a tool nothing about where to push), so they get none.
+fetch gave it: here the command's :class:`NotifyContext` as strings. The system turns that
+into the message (:mod:`agent_identity.system.followups`); tools have no notify context (the
+host tells a tool nothing about where to push), so they get none.
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-import trio
-
-from agent_identity.actors.vault_events import CredentialAdded, VaultEvent
 from agent_identity.actors.vault_types import (
     CredentialListing,
     FetchResult,
@@ -49,12 +46,10 @@ from agent_identity.host.contract import (
 from agent_identity.host.deps import HostDeps
 from agent_identity.host.ops_common import require_tip
 from agent_identity.host.outcome import CommandHandler, OperationError, Outcome, ToolHandler
-from agent_identity.notify import Notifier, NotifyContext, SendResult
 
 __all__ = [
     "COMMANDS",
     "TOOLS",
-    "CredentialFollowups",
     "fetch",
     "list_credentials",
     "set_binding",
@@ -180,57 +175,6 @@ async def _list_tool(deps: HostDeps, caller: Caller, params: Mapping[str, Any]) 
         flow=params.get("flow"),
         kind=params.get("type"),
     )
-
-
-# ---------------------------------------------------------------- follow-ups
-
-
-class CredentialFollowups:
-    """Sends "✓ Credential for X added." when a 3LO flow a command started completes.
-
-    The system subscribes it to the vault's events (``vault.events.subscribe()``) and runs
-    :meth:`run` beside the actors, as it runs the login listener. Events whose fetch came from
-    a tool (empty ``context``) and failed flows are ignored.
-
-    Args:
-        notifier: The notifier (never raises).
-    """
-
-    def __init__(self, notifier: Notifier) -> None:
-        self._notifier = notifier
-        self.sent = 0
-        self.not_sent = 0
-        self._waiters: list[trio.Event] = []
-
-    async def wait_handled(self, count: int) -> None:
-        """Wait until ``count`` follow-ups have been sent or skipped (lifetime total)."""
-        await trio.lowlevel.checkpoint()
-        while self.sent + self.not_sent < count:
-            waiter = trio.Event()
-            self._waiters.append(waiter)
-            await waiter.wait()
-
-    async def handle(self, event: VaultEvent) -> SendResult | None:
-        """Send the follow-up of one event; None when the event needs none."""
-        if not isinstance(event, CredentialAdded) or not event.context:
-            await trio.lowlevel.checkpoint()
-            return None
-        context = NotifyContext.from_command(event.context)
-        result = await self._notifier.credential_added(context, event.provider)
-        if result.ok:
-            self.sent += 1
-        else:
-            self.not_sent += 1
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.set()
-        return result
-
-    async def run(self, events: trio.MemoryReceiveChannel[VaultEvent]) -> None:
-        """Handle every event until the channel is closed (or the task is cancelled)."""
-        async with events:
-            async for event in events:
-                await self.handle(event)
 
 
 # ---------------------------------------------------------------- fetch

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from agent_identity.host.deps import HostDeps
     from agent_identity.host.gateway import IdentityGatewayMethods
     from agent_identity.host.hooks import IdentityHooks
-    from agent_identity.host.ops_credentials import CredentialFollowups
     from agent_identity.host.tools import IdentityTools
+    from agent_identity.system.followups import CredentialFollowups
     from agent_identity.system.login import LazyLoginFlow, LazyOidc
     from agent_identity.transports.callback import CallbackApp
     from agent_identity.volcengine.identity import IdentityClient

@@ -37,8 +37,8 @@ import trio
 
 from agent_identity.actors.login_flow import AcquireTip, LoginEvents, LoginSucceeded
 from agent_identity.config import FeishuChannel, LoadedConfig, PluginConfig
-from agent_identity.host.ops_credentials import CredentialFollowups
 from agent_identity.storage import SessionRecord
+from agent_identity.system.followups import CredentialFollowups
 from agent_identity.system.identity import Identity, LoginListener
 from agent_identity.system.login import LazyLoginFlow, LazyOidc
 from agent_identity.system.services import build_services, open_http_client
