@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import itertools
 import random
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -511,3 +513,60 @@ async def test_a_stopped_store_is_unavailable(
     assert isinstance(outcome, NoTip)
     assert outcome.code == "unavailable"
     assert "session store" in outcome.reason
+
+
+# ------------------------------------------------------------------ the garbage collector
+
+
+class Witness:
+    """A tracked object that can be put in a cycle, to see the collector free the cycle."""
+
+    def __init__(self) -> None:
+        self.held: object = None
+
+
+async def test_cached_tips_are_not_tracked_by_the_garbage_collector(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Every full collection visits every tracked object: with one cached TIP per logged-in
+    # session, a tracked object per TIP is paid on every collection times the sessions
+    # (scripts/bench/gc_pause.py measures it). The cache's entries, their claims and chains
+    # must stay untracked through serving, refreshing and failing.
+    del autojump_clock
+    async with open_sim(config=IdentityConfig(subagent_tip_propagation=True)) as sim:
+        for user in ("alice", "bob"):
+            await sim.login(f"agent:main:{user}", user)
+            assert isinstance(await sim.tips.get_tip(f"agent:main:{user}"), TipInfo)
+        child = await sim.tips.propagate("agent:main:alice", "agent:main:subagent:1", agent_id="h")
+        assert isinstance(child, TipInfo)
+        assert child.chain.actors == ("h", "openclaw-agent")  # a nested act
+        assert isinstance(await sim.tips.get_tip("agent:main:bob"), TipInfo)  # served: last_used
+        assert isinstance(await sim.tips.refresh("agent:main:alice"), TipInfo)  # refreshed
+        sim.minter.down = True
+        assert isinstance(await sim.tips.refresh("agent:main:bob"), NoTip)  # failed: kept
+        sim.minter.down = False
+        state = sim.refresher._state
+        assert state is not None
+        entries = list(state.entries.values())
+        assert len(entries) == 3
+        assert any(entry.failures == 1 and entry.last_error for entry in entries)
+        for entry in entries:
+            assert not gc.is_tracked(entry), entry
+            assert not gc.is_tracked(entry.claims), entry
+            assert not gc.is_tracked(entry.claims.chain), entry
+            assert entry.claims.claims["sub"] in {"alice", "bob"}  # the raw claims, on demand
+            assert entry.token not in repr(entry)
+            assert "token" not in dict(entry.__rich_repr__())
+
+        # The entry is untracked only while it holds nothing tracked: given something that
+        # could refer back to it, it is tracked again, and a cycle through it is collected.
+        entry = entries[0]
+        witness = Witness()
+        witness.held = entry
+        entry.last_error = witness  # type: ignore[assignment]
+        assert gc.is_tracked(entry)
+        alive = weakref.ref(witness)
+        assert await sim.tips.forget(entry.key)
+        del entries, entry, witness
+        gc.collect()
+        assert alive() is None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gc
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jwt
+import msgspec
 import pytest
 
 from agent_identity.authz.tip_claims import (
@@ -169,3 +172,97 @@ def test_claims_can_be_built_directly() -> None:
     claims = TipClaims(sub="bob", chain=DelegationChain(("a",)))
     assert claims.agent == "a"
     assert json.dumps(claims.chain.to_list()) == '["a"]'
+
+
+# ------------------------------------------------------------------ untracked by the collector
+
+
+def test_claims_and_chain_are_never_tracked_by_the_garbage_collector() -> None:
+    # The TIP refresher caches one TipClaims per session: tracked objects here are paid on
+    # every full collection, per session (see scripts/bench/gc_pause.py).
+    claims = decode_tip_claims(
+        token(
+            {
+                "sub": "alice",
+                "aud": ["https://api.example.com", "wp-1"],
+                "act": {"sub": "openclaw-agent", "act": {"sub": "planner"}},
+                "iat": 1,
+                "exp": 2,
+            }
+        )
+    )
+    assert not gc.is_tracked(claims)
+    assert not gc.is_tracked(claims.chain)
+    assert not gc.is_tracked(TipClaims(sub="bob", chain=DelegationChain(("a",))))
+    # Nothing held can be a container (the raw claims are bytes, decoded on demand).
+    gc.collect()  # untracks the tuples of strings a first pass finds
+    for name in msgspec.structs.fields(TipClaims):
+        assert not gc.is_tracked(getattr(claims, name.name)), name.name
+    assert not gc.is_tracked(claims.chain.actors)
+
+
+def test_the_raw_claims_are_decoded_on_demand() -> None:
+    raw = {"sub": "alice", "aud": ["x"], "act": {"sub": "agent"}, "jti": "j-1", "n": 1.5}
+    claims = decode_tip_claims(token(raw))
+    assert claims.claims == raw
+    assert json.loads(claims.payload) == raw
+    # A new dict each time: changing one changes nothing held.
+    first = claims.claims
+    assert isinstance(first, dict)
+    first["sub"] = "mallory"
+    assert claims.claims["sub"] == "alice"
+    assert TipClaims(sub="bob", chain=DelegationChain()).claims == {}
+
+
+def test_equality_hash_and_repr_leave_the_payload_out() -> None:
+    one = decode_tip_claims(token({"sub": "alice", "act": {"sub": "a"}, "jti": "1"}))
+    two = decode_tip_claims(token({"sub": "alice", "act": {"sub": "a"}, "jti": "2"}))
+    assert one.payload != two.payload
+    assert one == two
+    assert hash(one) == hash(two)
+    assert one != decode_tip_claims(token({"sub": "bob", "act": {"sub": "a"}}))
+    assert one != ("alice",)
+    assert repr(one) == (
+        "TipClaims(sub='alice', chain=DelegationChain(actors=('a',)), iss=None, aud=(), "
+        "iat=None, exp=None)"
+    )
+    assert "payload" not in repr(one)
+    assert ("payload", one.payload) not in one.__rich_repr__()
+    assert {DelegationChain(("a",)), DelegationChain(("a",))} == {DelegationChain(("a",))}
+
+
+def test_claims_and_chain_are_frozen() -> None:
+    claims = TipClaims(sub="bob", chain=DelegationChain(("a",)))
+    with pytest.raises(AttributeError):
+        claims.sub = "mallory"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        claims.chain.actors = ()  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: DelegationChain(["a"]),  # type: ignore[arg-type]
+        lambda: DelegationChain(("a", ["b"])),  # type: ignore[arg-type]
+        lambda: TipClaims(sub=["bob"], chain=DelegationChain()),  # type: ignore[arg-type]
+        lambda: TipClaims(sub="bob", chain=("a",)),  # type: ignore[arg-type]
+        lambda: TipClaims(sub="bob", chain=DelegationChain(), aud=["x"]),  # type: ignore[arg-type]
+        lambda: TipClaims(sub="bob", chain=DelegationChain(), iss={"x": 1}),  # type: ignore[arg-type]
+        lambda: TipClaims(sub="bob", chain=DelegationChain(), iat=[1]),  # type: ignore[arg-type]
+        lambda: TipClaims(sub="bob", chain=DelegationChain(), payload=bytearray()),  # type: ignore[arg-type]
+    ],
+)
+def test_fields_that_could_make_a_cycle_are_refused(build: Callable[[], object]) -> None:
+    # Untracked objects in a reference cycle would never be freed: only plain values go in.
+    with pytest.raises(TypeError, match="must be"):
+        build()
+
+
+def test_a_str_subclass_is_refused() -> None:
+    class Text(str):  # instances have a __dict__: they could refer back to the claims
+        pass
+
+    with pytest.raises(TypeError, match="must be str, not Text"):
+        TipClaims(sub=Text("bob"), chain=DelegationChain())
+    with pytest.raises(TypeError, match="tuple of str"):
+        DelegationChain((Text("a"),))

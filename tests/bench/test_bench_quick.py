@@ -113,3 +113,23 @@ def test_cold_start() -> None:
 
 def test_run_all_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", os.fspath(BENCH / "run_all.sh")], check=True)
+
+
+def test_gc_pause() -> None:
+    lines = run_bench("gc_pause.py", "--tips", "2000", "--rounds", "2")
+    (summary,) = of_kind(lines, "summary")
+    assert summary["tips"] == 2000
+    assert {
+        "tracked_before",
+        "tracked_after",
+        "tracked_per_tip",
+        "tracked_per_tip_by_type",
+        "gc_collect_ms_p50",
+        "cpu_gc_collect_ms_p50",
+        "baseline_gc_collect_ms_p50",
+        "cache_gc_ms",
+        "build_us_per_tip",
+        "rss_bytes_per_tip",
+        "target_met",
+    } <= summary.keys()
+    assert isinstance(summary["target_met"], bool)

@@ -89,6 +89,10 @@ NOT_AT_START = (
     "agent_identity.notify.feishu",
     # The HTTP transport (and its CA bundle): on the first request.
     "httpcore",
+    # PyJWT (with cryptography.x509): on the first TIP or login.
+    "jwt",
+    # The host operations: the system's follow-ups live in agent_identity.system.
+    "agent_identity.host.ops_credentials",
 )
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import final
+from typing import Any, final
 
+import msgspec
 import trio
 
 from agent_identity.actors.tip_messages import NoTip, TipInfo, TipOutcome, TipSummary
@@ -36,12 +37,20 @@ __all__ = [
 MAX_LINK_DEPTH = 16
 
 
-@dataclass(slots=True, eq=False)
-class CachedTip:
-    """A cached TIP and what the refresher knows about it (wall-clock times)."""
+class CachedTip(msgspec.Struct, eq=False):
+    """A cached TIP and what the refresher knows about it (wall-clock times).
+
+    **Not tracked by the garbage collector** while it holds only strings, numbers, ``None``
+    and its :class:`~agent_identity.authz.tip_claims.TipClaims` (never tracked): msgspec
+    keeps a struct out of the collector's lists until a field is given a value the
+    collector tracks, so the cached TIPs of 100k sessions add no objects to the walk of
+    every full collection. A cycle through one is still collected: assigning a tracked
+    value (a list, an exception) makes msgspec track the struct at once.
+    ``tests/actors/test_tip_simulated.py`` checks the refresher's entries stay untracked.
+    """
 
     key: str
-    token: str = field(repr=False)
+    token: str
     claims: TipClaims
     workload: str | None
     agent_id: str | None
@@ -52,6 +61,17 @@ class CachedTip:
     last_used: float
     failures: int = 0
     last_error: str | None = None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._shown())
+        return f"CachedTip({shown})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """What ``rich`` shows: the fields ``repr`` shows (never the token)."""
+        return self._shown()
+
+    def _shown(self) -> list[tuple[str, Any]]:
+        return [(name, getattr(self, name)) for name in self.__struct_fields__ if name != "token"]
 
     def info(self, *, cached: bool) -> TipInfo:
         """The TIP as callers get it."""

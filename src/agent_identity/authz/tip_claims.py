@@ -23,12 +23,12 @@ Malformed input raises :class:`TipClaimsError`, whose message never contains tok
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
+import msgspec
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
@@ -50,15 +50,19 @@ class TipClaimsError(ValueError):
     """A token whose claims cannot be read. The message never contains token text."""
 
 
-@dataclass(frozen=True, slots=True)
-class DelegationChain:
+class DelegationChain(msgspec.Struct, frozen=True, gc=False):
     """The agents acting for the user, outermost (current agent) first.
 
-    Iterating, ``len()`` and indexing work on :attr:`actors`.
+    Iterating, ``len()`` and indexing work on :attr:`actors`. Immutable, and never tracked
+    by the garbage collector (see :class:`TipClaims`): :attr:`actors` must be a tuple of
+    ``str`` (anything else raises :class:`TypeError`).
     """
 
     #: The ``act.sub`` values, from the top-level ``act`` down to the deepest one.
     actors: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require_texts("DelegationChain", "actors", self.actors)
 
     @property
     def current(self) -> str | None:
@@ -87,9 +91,23 @@ class DelegationChain:
         return list(self.actors)
 
 
-@dataclass(frozen=True, slots=True)
-class TipClaims:
-    """The claims of a TIP that this project uses."""
+class TipClaims(msgspec.Struct, frozen=True, gc=False):
+    """The claims of a TIP that this project uses.
+
+    **Never tracked by the garbage collector.** The TIP refresher caches one per logged-in
+    session, so every full collection would otherwise visit (with the raw claims dict and
+    its ``aud`` list) several objects per session: 100k sessions made each full collection
+    pause the process for hundreds of milliseconds. A ``gc=False`` object that ends up in a
+    reference cycle is never freed, so the fields hold only what cannot refer back to
+    anything: exact ``str``, ``int``, ``bytes``, ``None``, tuples of ``str`` and a
+    :class:`DelegationChain` (itself the same). Construction checks it (:class:`TypeError`
+    otherwise), and the object is frozen, so a ``TipClaims`` can never be part of a cycle.
+    The raw claims are kept as the payload's JSON bytes and decoded on demand
+    (:attr:`claims`).
+
+    Equality, hashing and ``repr`` leave :attr:`payload` out: they go by the claims read
+    into fields only.
+    """
 
     #: The end user (the user pool ``sub``).
     sub: str
@@ -103,8 +121,57 @@ class TipClaims:
     iat: int | None = None
     #: Expiry, seconds since the epoch.
     exp: int | None = None
-    #: Every claim as decoded (for diagnostics; never secret, but not shown by ``repr``).
-    claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The token's payload as signed: the JSON text of every claim (what :attr:`claims`
+    #: decodes). Never secret, but not shown by ``repr`` and not compared.
+    payload: bytes = b"{}"
+
+    def __post_init__(self) -> None:
+        _require("TipClaims", "sub", self.sub, str)
+        _require("TipClaims", "chain", self.chain, DelegationChain)
+        _require("TipClaims", "iss", self.iss, str, _NONE)
+        _require_texts("TipClaims", "aud", self.aud)
+        _require("TipClaims", "iat", self.iat, int, _NONE)
+        _require("TipClaims", "exp", self.exp, int, _NONE)
+        _require("TipClaims", "payload", self.payload, bytes)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not TipClaims:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._shown())
+        return f"TipClaims({shown})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """What ``rich`` shows: the fields ``repr`` shows."""
+        return self._shown()
+
+    def _compared(self) -> tuple[object, ...]:
+        return (self.sub, self.chain, self.iss, self.aud, self.iat, self.exp)
+
+    def _shown(self) -> list[tuple[str, Any]]:
+        return [
+            ("sub", self.sub),
+            ("chain", self.chain),
+            ("iss", self.iss),
+            ("aud", self.aud),
+            ("iat", self.iat),
+            ("exp", self.exp),
+        ]
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """Every claim as decoded (for diagnostics; never secret, but not shown by ``repr``).
+
+        Decoded from :attr:`payload` on each access, into a new dict: kept decoded, the
+        nested ``act`` dict would make the garbage collector track it.
+        """
+        claims: dict[str, Any] = json.loads(self.payload)
+        return claims
 
     @property
     def agent(self) -> str | None:
@@ -128,6 +195,26 @@ class TipClaims:
     def is_expired(self, now: float) -> bool:
         """Whether the TIP has expired at wall-clock ``now`` (a TIP with no ``exp`` has not)."""
         return self.exp is not None and self.exp <= now
+
+
+_NONE = type(None)
+
+
+def _require(owner: str, name: str, value: object, *kinds: type) -> None:
+    """Refuse a field value an untracked object may not hold (see :class:`TipClaims`).
+
+    Exact types only: an instance of a subclass (of ``str``, say) may carry attributes,
+    which could refer back to the object and make a cycle the collector never sees.
+    """
+    if type(value) not in kinds:
+        wanted = " or ".join("None" if kind is _NONE else kind.__name__ for kind in kinds)
+        raise TypeError(f"{owner}.{name} must be {wanted}, not {type(value).__name__}")
+
+
+def _require_texts(owner: str, name: str, value: object) -> None:
+    """Refuse anything but a tuple of exact ``str`` (see :func:`_require`)."""
+    if type(value) is not tuple or not all(type(item) is str for item in value):
+        raise TypeError(f"{owner}.{name} must be a tuple of str")
 
 
 def _datetime(seconds: int | None) -> dt.datetime | None:
@@ -163,6 +250,11 @@ def decode_tip_claims(token: str) -> TipClaims:
     # A compact JWS is ASCII; PyJWT would fail to encode a lone surrogate with a UnicodeError.
     if token.count(".") != 2 or not token.isascii():
         raise TipClaimsError("the TIP is not a compact JWT (header.payload.signature)")
+    # PyJWT (and cryptography.x509 with it) is imported on the first TIP, not at the start
+    # of serve (import time).
+    import jwt  # noqa: PLC0415
+    from jwt.utils import base64url_decode  # noqa: PLC0415
+
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -178,7 +270,9 @@ def decode_tip_claims(token: str) -> TipClaims:
         aud=_audience(claims),
         iat=_timestamp(claims, "iat"),
         exp=_timestamp(claims, "exp"),
-        claims=claims,
+        # What PyJWT just parsed: a decoded token has a base64url payload segment (a b64=false
+        # header needs a detached payload, which is never given), and the claims are its JSON.
+        payload=base64url_decode(token.split(".", 2)[1]),
     )
 
 
