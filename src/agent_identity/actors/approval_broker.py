@@ -60,10 +60,7 @@ from typing import ClassVar, assert_never
 
 import trio
 
-# ApprovalBrokerClient, Approval and DecisionResult are re-exported: agent_identity.system
-# (tree, identity, control) still imports them from here.
 from agent_identity.actors.approval_messages import (
-    ApprovalBrokerClient,
     ApprovalBrokerMsg,
     Consume,
     Decide,
@@ -95,11 +92,8 @@ __all__ = [
     "DEFAULT_MAX_PENDING",
     "DEFAULT_MAX_PER_SESSION",
     "DEFAULT_SWEEP_INTERVAL",
-    "Approval",
     "ApprovalBroker",
-    "ApprovalBrokerClient",
     "ApprovalSweeper",
-    "DecisionResult",
 ]
 
 logger = logging.getLogger(__name__)

@@ -32,13 +32,10 @@ from typing import ClassVar, assert_never
 
 import trio
 
-# LoginBrokerClient is re-exported: agent_identity.system (login, tree, identity) still
-# imports it from here.
 from agent_identity.actors.login_messages import (
     Begin,
     Discard,
     GetStatistics,
-    LoginBrokerClient,
     LoginBrokerMsg,
     LoginBrokerStatistics,
     LoginRefused,
@@ -56,7 +53,6 @@ __all__ = [
     "DEFAULT_SWEEP_INTERVAL",
     "MAX_STATE_LENGTH",
     "LoginBroker",
-    "LoginBrokerClient",
     "LoginSweeper",
 ]
 

@@ -39,7 +39,7 @@ from typing import Final, TypeAlias, assert_never
 import trio
 
 from agent_identity import __version__
-from agent_identity.actors.approval_broker import Approval, DecisionResult
+from agent_identity.actors.approval_types import Approval, DecisionResult
 from agent_identity.actors.tip_messages import TipRefresherStatistics
 from agent_identity.config import ConfigError, LoadedConfig, load_config
 from agent_identity.kernel import ActorStatistics, ActorStopped, SupervisorStatistics

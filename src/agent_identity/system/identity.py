@@ -31,8 +31,8 @@ from agent_identity.volcengine.transport import TransportStatistics
 if TYPE_CHECKING:
     import httpx
 
-    from agent_identity.actors.approval_broker import ApprovalBrokerClient
-    from agent_identity.actors.login_broker import LoginBrokerClient
+    from agent_identity.actors.approval_messages import ApprovalBrokerClient
+    from agent_identity.actors.login_messages import LoginBrokerClient
     from agent_identity.actors.session_store_messages import SessionStoreClient
     from agent_identity.actors.tip_messages import TipRefresherClient
     from agent_identity.actors.vault_messages import CredentialVaultClient

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 import httpx
 import trio
 
-from agent_identity.actors.login_broker import LoginBrokerClient
 from agent_identity.actors.login_flow import (
     AcquireTip,
     LoginEvents,
@@ -31,6 +30,7 @@ from agent_identity.actors.login_flow import (
     LoginFlow,
     LoginOutcome,
 )
+from agent_identity.actors.login_messages import LoginBrokerClient
 from agent_identity.actors.session_store_messages import SessionStoreClient
 from agent_identity.config import UserPoolConfig
 from agent_identity.oidc import IdTokenClaims, OidcClient, OidcError, TokenSet, open_oidc_client

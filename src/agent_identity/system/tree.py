@@ -26,9 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent_identity.actors.approval_broker import ApprovalBroker, ApprovalBrokerClient
+from agent_identity.actors.approval_broker import ApprovalBroker
+from agent_identity.actors.approval_messages import ApprovalBrokerClient
 from agent_identity.actors.credential_vault import CredentialVault
-from agent_identity.actors.login_broker import LoginBroker, LoginBrokerClient
+from agent_identity.actors.login_broker import LoginBroker
+from agent_identity.actors.login_messages import LoginBrokerClient
 from agent_identity.actors.session_store import SessionStore
 from agent_identity.actors.session_store_messages import SessionStoreClient
 from agent_identity.actors.tip_messages import TipRefresherClient
