@@ -15,10 +15,9 @@ import pytest
 import trio
 
 from agent_identity.actors.tip_messages import TipInfo, TipRefresherClient
-from agent_identity.system import local_server
 
 from .conftest import World
-from .test_local_server_support import ALICE_DM, MAIN, PYTHON, Served, open_served, read_all
+from .test_local_server_support import MAIN, PYTHON, Served, open_served, read_all
 
 CURL = shutil.which("curl")
 BODY = b'{"params": {}, "session": ""}'
@@ -200,7 +199,7 @@ async def test_a_failing_handler_is_a_500_that_metrics_count(
 
     async with served.client() as client:
         with monkeypatch.context() as patch:
-            patch.setattr(TipRefresherClient, "get_tip_nowait", lambda *_: None)  # a miss
+            patch.setattr(TipRefresherClient, "token_body_nowait", lambda *_: None)  # a miss
             patch.setattr(TipRefresherClient, "get_tip", broken)
             failed = await client.get("/token")
         recovered = await client.get("/token")
@@ -227,23 +226,23 @@ async def test_a_cached_token_is_served_without_a_mailbox_round_trip(served: Ser
         assert (await tips.statistics()).actor.handled == handled + 1
 
 
-async def test_a_logged_out_sessions_token_body_is_not_kept(
-    served: Served, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_token_body_is_kept_with_its_tip_and_goes_with_it(served: Served) -> None:
     await served.login(MAIN)
-    bodies = served.app._token_bodies  # type: ignore[attr-defined]  # white box
     async with served.client() as client:
-        assert (await client.get("/token")).status_code == 200
-        assert MAIN in bodies
+        first = await client.get("/token")
+        tip = served.ident.tips.get_tip_nowait(MAIN)
+        assert tip is not None
+        encoded: list[str] = []
+
+        def spy(info: TipInfo) -> bytes:
+            encoded.append(info.token)
+            return b"not used: the body is already made"
+
+        # Made once per TIP: the cached body is what was served, the encoder is not called.
+        assert served.ident.tips.token_body_nowait(MAIN, spy) == first.content
+        assert encoded == []
         assert await served.ident.sessions.delete(MAIN)
         assert await served.ident.tips.forget(MAIN)
-        gone = await client.get("/token")
-        assert gone.status_code == 404
-        assert MAIN not in bodies
-        # The table is bounded: the oldest body goes first.
-        monkeypatch.setattr(local_server, "MAX_TOKEN_BODIES", 1)
-        await served.login(MAIN)
-        assert (await client.get("/token")).status_code == 200
-        await served.login(ALICE_DM)
-        assert (await client.get("/token", params={"session": ALICE_DM})).status_code == 200
-        assert list(bodies) == [ALICE_DM]
+        assert (await client.get("/token")).status_code == 404
+        assert served.ident.tips.token_body_nowait(MAIN, spy) is None  # gone with the TIP
+        assert encoded == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from agent_identity.authz.tip_claims import DelegationChain
 from agent_identity.kernel import ActorStatistics, Address, Request
@@ -217,6 +217,18 @@ class GetStatistics(Request[TipRefresherStatistics]):
 TipRefresherMsg = GetTip | PeekTip | ListTips | Propagate | ForgetTip | FlushTips | GetStatistics
 
 
+class TipFastPath(Protocol):
+    """What a refresher serves synchronously in the caller's task (cache hits only)."""
+
+    def get_tip_nowait(self, session_key: str) -> TipInfo | None:
+        """What ``GetTip`` answers from the cache, if it can; ``None`` otherwise."""
+
+    def token_body_nowait(
+        self, session_key: str, encode: Callable[[TipInfo], bytes]
+    ) -> bytes | None:
+        """The cached TIP's encoded ``/token`` body, if it can; ``None`` otherwise."""
+
+
 class TipRefresherClient:
     """Typed access to a TIP refresher through its address.
 
@@ -226,20 +238,17 @@ class TipRefresherClient:
 
     Args:
         address: The refresher's address (``refresher.address``).
-        nowait: The refresher's synchronous cache-hit path (``refresher.get_tip_nowait``);
-            without it :meth:`get_tip_nowait` always answers ``None``.
+        fast: The refresher's synchronous cache-hit paths (the refresher itself); without
+            them the ``*_nowait`` methods always answer ``None``.
     """
 
-    __slots__ = ("_address", "_nowait")
+    __slots__ = ("_address", "_fast")
 
     def __init__(
-        self,
-        address: Address[TipRefresherMsg],
-        *,
-        nowait: Callable[[str], TipInfo | None] | None = None,
+        self, address: Address[TipRefresherMsg], *, fast: TipFastPath | None = None
     ) -> None:
         self._address = address
-        self._nowait = nowait
+        self._fast = fast
 
     def __repr__(self) -> str:
         return f"<TipRefresherClient of {self._address.name!r}>"
@@ -263,7 +272,16 @@ class TipRefresherClient:
         Answers what :meth:`get_tip` would answer from the cache, without waiting; ``None``
         means "ask :meth:`get_tip`" (a miss, a restart, a client without the fast path).
         """
-        return None if self._nowait is None else self._nowait(session_key)
+        return None if self._fast is None else self._fast.get_tip_nowait(session_key)
+
+    def token_body_nowait(
+        self, session_key: str, encode: Callable[[TipInfo], bytes]
+    ) -> bytes | None:
+        """``GET /token``'s body from the cache: ``encode(tip)``, made once per TIP.
+
+        ``None`` means "ask :meth:`get_tip`", as for :meth:`get_tip_nowait`.
+        """
+        return None if self._fast is None else self._fast.token_body_nowait(session_key, encode)
 
     async def refresh(self, session_key: str, *, agent_id: str | None = None) -> TipOutcome:
         """Mint a new TIP now (``login`` of a logged-in user), sharing a mint in flight.

@@ -61,6 +61,8 @@ class CachedTip(msgspec.Struct, eq=False):
     last_used: float
     failures: int = 0
     last_error: str | None = None
+    #: ``GET /token``'s answer for this TIP, encoded on its first request (bytes: untracked).
+    token_body: bytes | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._shown())
@@ -71,7 +73,10 @@ class CachedTip(msgspec.Struct, eq=False):
         return self._shown()
 
     def _shown(self) -> list[tuple[str, Any]]:
-        return [(name, getattr(self, name)) for name in self.__struct_fields__ if name != "token"]
+        hidden = ("token", "token_body")
+        return [
+            (name, getattr(self, name)) for name in self.__struct_fields__ if name not in hidden
+        ]
 
     def info(self, *, cached: bool) -> TipInfo:
         """The TIP as callers get it."""

@@ -32,7 +32,7 @@ from typing import Any, Final
 import msgspec
 import trio
 
-from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo, TipOutcome
+from agent_identity.actors.tip_messages import LoggedOut, NoTip, TipInfo
 from agent_identity.host.caller import Caller, caller_for_local
 from agent_identity.host.contract import to_wire
 from agent_identity.system.identity import Identity
@@ -69,8 +69,17 @@ async def _answer(response: HttpResponse) -> HttpResponse:
     return response
 
 
-#: Encoded ``/token`` bodies kept for reuse (one per session; the oldest go first).
-MAX_TOKEN_BODIES: Final = 100_000
+def _token_body(tip: TipInfo) -> bytes:
+    """``GET /token``'s answer for a TIP (it depends on the TIP only: it is kept with it)."""
+    return _encoder.encode(
+        {
+            "token": tip.token,
+            "sessionKey": tip.session_key,
+            "sub": tip.sub,
+            "expiresAt": int(tip.expires_at),
+            "delegationChain": list(tip.chain.actors),
+        }
+    )
 
 
 def _json(status: int, value: object) -> HttpResponse:
@@ -115,8 +124,6 @@ class LocalServerApp:
         self.metrics = metrics if metrics is not None else RequestMetrics()
         self._clock = clock
         self._personal = ident.plugin.identity.personal_session_mode
-        # session key → (token, encoded body): the body is reused while the TIP is unchanged.
-        self._token_bodies: dict[str, tuple[str, bytes]] = {}
         self._routes: Mapping[str, tuple[str, Callable[[HttpRequest], Awaitable[HttpResponse]]]] = {
             "/token": ("GET", self._token),
             "/session": ("GET", self._session),
@@ -169,34 +176,16 @@ class LocalServerApp:
     async def _token(self, request: HttpRequest) -> HttpResponse:
         key = self._caller(request.query.get("session")).session_key
         tips = self._ident.tips
-        # A cached TIP is served in this task (no mailbox round trip: most of a /token).
-        outcome: TipOutcome | None = tips.get_tip_nowait(key)
-        if outcome is None:
-            outcome = await tips.get_tip(key)
-        else:
+        # A cached TIP is answered in this task (no mailbox round trip: most of a /token),
+        # with its body encoded once per TIP and kept with it.
+        body = tips.token_body_nowait(key, _token_body)
+        if body is not None:
             await trio.lowlevel.checkpoint()  # still one turn of the loop per request
+            return HttpResponse(200, body)
+        outcome = await tips.get_tip(key)
         if isinstance(outcome, NoTip):
-            self._token_bodies.pop(key, None)  # logged out or failing: nothing to reuse
             return _no_tip(key, outcome)
-        cached = self._token_bodies.get(key)
-        if cached is None or cached[0] is not outcome.token:
-            cached = (outcome.token, self._token_body(key, outcome))
-            self._token_bodies.pop(key, None)  # re-inserted last: the oldest stays first
-            if len(self._token_bodies) >= MAX_TOKEN_BODIES:
-                del self._token_bodies[next(iter(self._token_bodies))]
-            self._token_bodies[key] = cached
-        return HttpResponse(200, cached[1])
-
-    def _token_body(self, key: str, tip: TipInfo) -> bytes:
-        return _encoder.encode(
-            {
-                "token": tip.token,
-                "sessionKey": key,
-                "sub": tip.sub,
-                "expiresAt": int(tip.expires_at),
-                "delegationChain": list(tip.chain.actors),
-            }
-        )
+        return HttpResponse(200, _token_body(outcome))
 
     async def _session(self, request: HttpRequest) -> HttpResponse:
         key = self._caller(request.query.get("session")).session_key
