@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 import trio
 from hypothesis import given
@@ -32,11 +31,10 @@ from agent_identity.cli.main import COMMANDS, build_parser
 from agent_identity.storage import SessionRecord
 from agent_identity.storage._envelope import (
     ParsedSessions,
-    _decrypted_sessions,
-    _open_envelope,
     _unb64,
     encode_sessions,
     parse_sessions_file,
+    parse_sessions_file_general,
     seal,
 )
 from agent_identity.storage._errors import UnreadableFileError
@@ -233,17 +231,6 @@ def test_the_store_decodes_base64_exactly_as_b64decode_validate(text: str) -> No
     assert _unb64_or_none(text) == _b64decode(text)
 
 
-def _general_path(data: bytes, key: StoreKey) -> ParsedSessions:
-    # parse_sessions_file without its one-pass read of the current format.
-    try:
-        document = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise UnreadableFileError(f"not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise UnreadableFileError("not a JSON object")
-    return _decrypted_sessions(*_open_envelope(document, key))
-
-
 def _verdict(parse: Callable[[], ParsedSessions]) -> object:
     try:
         parsed = parse()
@@ -275,7 +262,7 @@ def test_the_one_pass_read_of_the_store_gives_the_general_paths_verdict(
         else:
             document[field] = value
     data = json.dumps(document).encode()
-    expected = _verdict(lambda: _general_path(data, _SEALED_KEY))
+    expected = _verdict(lambda: parse_sessions_file_general(data, _SEALED_KEY, now=0.0))
     assert _verdict(lambda: parse_sessions_file(data, _SEALED_KEY, now=0.0)) == expected
     if field is None:
         assert isinstance(expected, tuple)
@@ -285,5 +272,5 @@ def test_a_duplicated_field_of_the_store_counts_once_either_way() -> None:
     first = json.dumps({**_SEALED, "ciphertext": "QUJD"})[:-1]
     data = f'{first}, "ciphertext": "{_SEALED["ciphertext"]}"}}'.encode()
     parsed = _verdict(lambda: parse_sessions_file(data, _SEALED_KEY, now=0.0))
-    assert parsed == _verdict(lambda: _general_path(data, _SEALED_KEY))
+    assert parsed == _verdict(lambda: parse_sessions_file_general(data, _SEALED_KEY, now=0.0))
     assert isinstance(parsed, tuple)

@@ -361,18 +361,10 @@ class ToolGate:
     # ------------------------------------------------------------------ host approvals
 
     def approval_id_for_call(self, call_key: str) -> str | None:
-        """The approval this gate asked the host to show for a call (``runId:toolCallId``)."""
+        """:meth:`RiskStep.approval_id_for_call <.hook_risk.RiskStep.approval_id_for_call>`."""
         return self._risk.approval_id_for_call(call_key)
 
     async def on_approval_resolution(self, approval_id: str, decision: str) -> bool:
-        """Apply the host's ``onResolution(decision)`` to an approval; never raises.
-
-        Args:
-            approval_id: The approval (from :meth:`approval_id_for_call`).
-            decision: ``allow-once``, ``allow-always``, ``deny``, ``timeout`` or ``cancelled``.
-
-        Returns:
-            Whether the broker recorded the decision (False: unknown, expired or decided).
-        """
+        """:meth:`RiskStep.on_approval_resolution`, but never raises (False on a failure)."""
         resolve = self._risk.on_approval_resolution
         return await guarded("onResolution", False, resolve, approval_id, decision)
