@@ -425,6 +425,7 @@ class FlakyStore:
 
     refresh: str | None = "r0"
     down: bool = False
+    hang: bool = False
     records: list[SessionRecord] = field(default_factory=list)
 
     async def get_refresh_token(self, key: str) -> str | None:
@@ -433,6 +434,8 @@ class FlakyStore:
 
     async def put(self, record: SessionRecord) -> None:
         await trio.lowlevel.checkpoint()
+        if self.hang:
+            await trio.sleep_forever()
         if self.down:
             raise ActorStopped("session_store")
         self.records.append(record)
@@ -480,6 +483,26 @@ async def test_session_tokens_never_lose_a_rotated_refresh_token(
     store.refresh = "n0"
     await tokens.renew(view)
     assert rig.renewer.calls[-1] == "n0"
+
+
+async def test_a_cancelled_write_does_not_lose_the_rotated_refresh_token(
+    rig: Rig, autojump_clock: trio.testing.MockClock
+) -> None:
+    await rig.login()
+    view = await rig.store.client.get(KEY)
+    assert view is not None
+    store = FlakyStore(hang=True)
+    tokens = SessionTokens(store, rig.renewer)  # type: ignore[arg-type]
+    rig.renewer.answer = None  # the provider renews and rotates r0 to r0+
+    with trio.move_on_after(5) as scope:  # the flight's timeout, mid-write
+        await tokens.renew(view)
+    assert scope.cancelled_caught
+    assert store.records == []
+    store.hang = False
+    renewed = await tokens.renew(view)  # redeems r0+, not the spent r0
+    assert isinstance(renewed, SessionView)
+    assert rig.renewer.calls == ["r0", "r0+"]
+    assert store.refresh == "r0++"
 
 
 async def test_a_logged_out_session_is_logged_at_info_once_per_cause(

@@ -193,12 +193,14 @@ class SessionTokens:
             record: The record to write.
             stored: The refresh token the store holds (now spent when ``record`` has another).
         """
-        failed = await self._put(record)
         key = record.session_key
+        if record.refresh_token is not None and record.refresh_token != stored:
+            # Remembered before the write: a write that fails, or is cancelled (the flight's
+            # timeout), must not lose the token the provider rotated to.
+            self._unsaved[key] = (token_fingerprint(stored), record.refresh_token)
+        failed = await self._put(record)
         if failed is None:
             self._unsaved.pop(key, None)
-        elif record.refresh_token is not None and record.refresh_token != stored:
-            self._unsaved[key] = (token_fingerprint(stored), record.refresh_token)
         return failed
 
     async def _put(self, record: SessionRecord) -> RenewFailed | None:
