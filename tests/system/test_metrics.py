@@ -58,6 +58,7 @@ async def test_system_metrics_after_a_login(world: World) -> None:
     assert samples["agent_identity_sessions"] == 1
     assert samples["agent_identity_tip_mints_total"] >= 1
     assert samples["agent_identity_tip_cache_hits_total"] >= 1
+    assert samples["agent_identity_tip_held_back_total"] == 0  # no outage, no back-off
     assert samples["agent_identity_control_plane_calls_total"] >= 1
     assert samples['agent_identity_actor_handled_total{actor="session_store"}'] >= 1
     restarts = 'agent_identity_child_restarts_total{supervisor="root",child="session_store"}'

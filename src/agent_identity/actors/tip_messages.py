@@ -151,6 +151,8 @@ class TipRefresherStatistics:
     failures: int
     #: Mints that found the user logged out.
     logged_out: int
+    #: Asks answered with the last failure during a session's back-off, without a mint.
+    held_back: int
     #: User tokens renewed with a refresh token.
     renewals: int
     #: Sessions with a refresh (or retry) scheduled on the timer heap.

@@ -169,6 +169,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         self._state: RunState | None = None
         self._hits = 0
         self._misses = 0
+        self._held_back = 0
 
     @property
     def client(self) -> TipRefresherClient:
@@ -232,6 +233,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
             refreshes=flights.refreshes,
             failures=flights.failures,
             logged_out=flights.logged_out,
+            held_back=self._held_back,
             renewals=self._obtainer.renewals,
             scheduled=len(state.timers),
             in_flight=len(state.flights),
@@ -367,6 +369,7 @@ class TipRefresher(NurseryActor[TipRefresherMsg]):
         if flight is None:
             held = self._flights.held_back(state, key, waiter)
             if held is not None:
+                self._held_back += 1
                 waiter.reply.set(held)
                 return
             flight = self._flights.start(state, key, agent, background=False)

@@ -282,7 +282,7 @@ def _status(reply: StatusReply) -> list[str]:
         f"{tips.in_flight} minting, {tips.linked} subagent links",
         f"TIP counters: {tips.hits} hits, {tips.misses} misses, {tips.mints} mints, "
         f"{tips.refreshes} refreshes, {tips.failures} failures, {tips.logged_out} logged out, "
-        f"{tips.renewals} renewals",
+        f"{tips.held_back} held back, {tips.renewals} renewals",
         "",
     ]
     lines += _table(

@@ -371,6 +371,7 @@ def _tip_row(stats: TipRefresherStatistics) -> TipCacheRow:
         refreshes=stats.refreshes,
         failures=stats.failures,
         logged_out=stats.logged_out,
+        held_back=stats.held_back,
         renewals=stats.renewals,
         scheduled=stats.scheduled,
         in_flight=stats.in_flight,

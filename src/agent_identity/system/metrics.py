@@ -134,6 +134,11 @@ def render_metrics(stats: SystemStatistics, requests: RequestMetrics | None = No
         ("tip_mints_total", tips.mints, "TIPs minted."),
         ("tip_refreshes_total", tips.refreshes, "TIPs refreshed before expiry."),
         ("tip_failures_total", tips.failures, "Failed TIP mints."),
+        (
+            "tip_held_back_total",
+            tips.held_back,
+            "TIP requests answered with the last failure during a back-off.",
+        ),
         ("control_plane_calls_total", client.calls, "Identity control-plane calls."),
         ("control_plane_retries_total", client.retries, "Control-plane retries."),
         ("control_plane_failures_total", client.failures, "Control-plane calls that failed."),

@@ -175,6 +175,7 @@ class TipCacheRow(_Wire, frozen=True, kw_only=True):
     refreshes: int
     failures: int
     logged_out: int
+    held_back: int = 0  # a default: a newer `ctl` still reads an older server's reply
     renewals: int
     scheduled: int
     in_flight: int
