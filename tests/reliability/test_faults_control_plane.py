@@ -54,8 +54,7 @@ async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
 
         # Every ask got a TIP from the cache; none had expired, by either clock.
         assert during.requests == 3 * 2 * 720
-        assert during.served == during.from_cache == during.requests
-        assert during.expired == during.expired_upstream == 0
+        during.assert_all_from_cache()
         assert during.least_left > stack.policy.serve_margin
         assert during.slowest == 0.0  # a cached answer never waits for the network
 
@@ -86,9 +85,7 @@ async def test_thirty_percent_5xx_is_absorbed_by_retries_and_the_cache(
         assert (await stack.stored_secrets()).isdisjoint(stack.login_secrets)
 
         # Back to normal at once, or after the refresh back-off of a session that failed.
-        assert recovery.recovered
-        assert recovery.seconds is not None
-        assert recovery.seconds <= stack.policy.retry_max
+        recovery.assert_within(stack.policy.retry_max)
         assert recovery.tally.expired == 0
 
         # Each retry is logged with the status and code that caused it.
@@ -117,8 +114,7 @@ async def test_throttling_waits_as_long_as_retry_after_says(
         during, recovery = window.during, window.recovery
         before, after = window.before, window.after
 
-        assert during.served == during.from_cache == during.requests
-        assert during.expired == during.expired_upstream == 0
+        during.assert_all_from_cache()
 
         # Every wait between two attempts is the server's 3 s, not the sub-second jitter.
         calls = window.calls
@@ -134,9 +130,7 @@ async def test_throttling_waits_as_long_as_retry_after_says(
         assert 0 < gave_up <= sum(len(call) == MAX_ATTEMPTS for call in calls)
         assert stack.refresher.tip_statistics().failures == gave_up
 
-        assert recovery.recovered
-        assert recovery.seconds is not None
-        assert recovery.seconds <= stack.policy.retry_max
+        recovery.assert_within(stack.policy.retry_max)
 
         retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
         assert retried

@@ -44,8 +44,7 @@ async def test_latency_spikes_delay_refreshes_never_cached_answers(
 
         # The spikes hit the refreshes, but the askers were answered from the cache at once.
         assert rules[0].hits > 10
-        assert during.served == during.from_cache == during.requests
-        assert during.expired == during.expired_upstream == 0
+        during.assert_all_from_cache()
         assert during.slowest_cached == 0.0
         # 2 s is well inside the HTTP timeout: no attempt failed, nothing was retried.
         assert within_budget(window.calls) == 1
@@ -75,8 +74,7 @@ async def test_connection_resets_are_retried_within_budget(
         during, recovery = window.during, window.recovery
         before, after = window.before, window.after
 
-        assert during.served == during.from_cache == during.requests
-        assert during.expired == during.expired_upstream == 0
+        during.assert_all_from_cache()
 
         # Each reset is one failed attempt with a connection-level error, retried at once
         # within the budget (a reset is always worth another attempt).
@@ -89,9 +87,7 @@ async def test_connection_resets_are_retried_within_budget(
         gave_up = after.failures - before.failures
         assert after.retries - before.retries == resets - gave_up
 
-        assert recovery.recovered
-        assert recovery.seconds is not None
-        assert recovery.seconds <= stack.policy.retry_max
+        recovery.assert_within(stack.policy.retry_max)
 
         retried = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
         assert len(retried) == resets - gave_up
@@ -119,8 +115,7 @@ async def test_malformed_json_is_not_retried_and_the_cache_covers_it(
         during, recovery = window.during, window.recovery
         before, after = window.before, window.after
 
-        assert during.served == during.from_cache == during.requests
-        assert during.expired == during.expired_upstream == 0
+        during.assert_all_from_cache()
 
         # A body that is not JSON is not retried (as the SDK does): one attempt per call, and
         # the refresher's own back-off spaced the calls out.

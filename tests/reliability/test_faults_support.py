@@ -238,6 +238,11 @@ class Tally:
         self.least_left = min(self.least_left, outcome.expires_at - now)
         self.tokens.add(outcome.token)
 
+    def assert_all_from_cache(self) -> None:
+        """Every ask got a cached TIP, none expired by either clock (the cache covered a fault)."""
+        assert self.served == self.from_cache == self.requests
+        assert self.expired == self.expired_upstream == 0
+
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
@@ -252,6 +257,12 @@ class Recovery:
     def recovered(self) -> bool:
         """Whether every session became healthy in time."""
         return self.seconds is not None
+
+    def assert_within(self, seconds: float) -> None:
+        """Every session became healthy, at most ``seconds`` after the fault was removed."""
+        assert self.recovered
+        assert self.seconds is not None
+        assert self.seconds <= seconds
 
 
 @dataclass(frozen=True, slots=True)
