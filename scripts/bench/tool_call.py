@@ -58,7 +58,6 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +74,7 @@ from agent_identity.sandbox import open_sandbox
 from agent_identity.sandbox.browser import submit_login_form
 from agent_identity.sandbox.devconfig import DEV_USER, DEV_USER_PASSWORD, dev_plugin_config
 from agent_identity.system import Identity, open_identity
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+from agent_identity.transports.callback import CALLBACK_PATH, DeferredApp, serve_callback_app
 
 SESSION = "agent:main:telegram:direct:42"
 CTX = {"sessionKey": SESSION}
@@ -94,26 +93,6 @@ class RunBrokenError(Exception):
     """The system did not behave as the benchmark needs: the figures would be wrong."""
 
 
-@dataclass
-class LateApp:
-    """The callback server's ASGI app, forwarding to the system's once it runs."""
-
-    app: Callable[..., Awaitable[None]] | None = None
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:  # noqa: ANN401
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if self.app is None:
-            raise RunBrokenError("a callback arrived before the system ran")
-        await self.app(scope, receive, send)
-
-
 @asynccontextmanager
 async def running_system(data_dir: Path) -> AsyncIterator[Identity]:
     """The sandbox, the callback server and a system with toolCheck on; Alice bound."""
@@ -122,7 +101,7 @@ async def running_system(data_dir: Path) -> AsyncIterator[Identity]:
         httpx.AsyncClient(timeout=30) as browser,
         trio.open_nursery() as nursery,
     ):
-        late = LateApp()
+        late = DeferredApp()
         base: str = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
         raw = dev_plugin_config(
             sb,

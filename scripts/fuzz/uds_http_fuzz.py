@@ -91,10 +91,7 @@ from agent_identity.system import Identity, open_identity
 from agent_identity.system.local_server import LocalServerApp
 from agent_identity.transports.callback import (
     CALLBACK_PATH,
-    CallbackApp,
-    Receive,
-    Scope,
-    Send,
+    DeferredApp,
     serve_callback_app,
 )
 from agent_identity.transports.peer import PeerGate
@@ -1097,26 +1094,6 @@ class _ErrorCounter(logging.Handler):
             self.first.append(f"{record.name}: {record.getMessage()}"[:300])
 
 
-class _LateApp:
-    """The callback server's app; forwards to the system's once it runs."""
-
-    def __init__(self) -> None:
-        self.app: CallbackApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if self.app is None:
-            raise RuntimeError("no system is running yet")
-        await self.app(scope, receive, send)
-
-
 def _emit_line(value: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(value) + "\n")
     sys.stdout.flush()
@@ -1180,7 +1157,7 @@ async def serve(folder: Path) -> None:
         httpx.AsyncClient(timeout=10) as browser,
         trio.open_nursery() as nursery,
     ):
-        late = _LateApp()
+        late = DeferredApp()
         base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
         raw = dev_plugin_config(sb, callback_url=f"{base}{CALLBACK_PATH}", data_dir=folder / "data")
         async with open_identity(parse_plugin_config(raw), environ={}) as ident:

@@ -77,7 +77,7 @@ from agent_identity.sandbox.devconfig import (
     dev_plugin_config,
 )
 from agent_identity.system import Identity, open_identity
-from agent_identity.transports.callback import CALLBACK_PATH, serve_callback_app
+from agent_identity.transports.callback import CALLBACK_PATH, DeferredApp, serve_callback_app
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 MAIN = "agent:main:main"
@@ -309,24 +309,6 @@ def test_deeply_nested_and_missing_files_are_config_errors(tmp_path: Path) -> No
 # =========================================================================== a running system
 
 
-class _LateApp:
-    """The callback server's app; forwards to the system's once it runs."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        await self.app(scope, receive, send)
-
-
 @dataclass
 class Running:
     """The system, driven from the test thread (``run`` blocks until the call is done)."""
@@ -380,7 +362,7 @@ class SystemThread:
             httpx.AsyncClient(timeout=10) as browser,
             trio.open_nursery() as nursery,
         ):
-            late = _LateApp()
+            late = DeferredApp()
             base = await nursery.start(serve_callback_app, late, "127.0.0.1", 0)
             raw = dev_plugin_config(
                 sb,

@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TextIO, TypeAlias
+from typing import TYPE_CHECKING, TextIO, TypeAlias
+
+if TYPE_CHECKING:
+    from agent_identity.config import ConfigError
 
 __all__ = [
     "EXIT_CONFIG",
@@ -23,6 +26,7 @@ __all__ = [
     "Registrar",
     "Subparsers",
     "add_command",
+    "report_config_error",
 ]
 
 EXIT_OK = 0
@@ -77,3 +81,15 @@ def add_command(
     parser = subparsers.add_parser(name, help=help_text, description=description or help_text)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def report_config_error(exc: ConfigError, where: object, err: TextIO) -> int:
+    """Print every problem of an invalid config; the exit code to return.
+
+    Args:
+        exc: The config's problems.
+        where: What each line names: the file's path, or the error's source.
+        err: Where to print.
+    """
+    err.writelines(f"error: {where}: {problem}\n" for problem in exc.problems)
+    return EXIT_CONFIG

@@ -12,7 +12,13 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent_identity.cli.app import EXIT_CONFIG, EXIT_OK, Io, Subparsers, add_command
+from agent_identity.cli.app import (
+    EXIT_OK,
+    Io,
+    Subparsers,
+    add_command,
+    report_config_error,
+)
 from agent_identity.config import ConfigError, LoadedConfig, load_config, redact
 
 __all__ = ["default_config_path", "register", "run_check", "run_show", "summarize"]
@@ -110,7 +116,7 @@ def run_check(args: argparse.Namespace, io: Io) -> int:
     try:
         loaded = load_config(path)
     except ConfigError as exc:
-        return _report(exc, path, io)
+        return report_config_error(exc, path, io.err)
     io.out.write(f"ok: {path} ({summarize(loaded)})\n")
     return EXIT_OK
 
@@ -129,7 +135,7 @@ def run_show(args: argparse.Namespace, io: Io) -> int:
     try:
         loaded = load_config(path)
     except ConfigError as exc:
-        return _report(exc, path, io)
+        return report_config_error(exc, path, io.err)
     io.out.write(json.dumps(redact(loaded), indent=2, ensure_ascii=False) + "\n")
     return EXIT_OK
 
@@ -137,9 +143,3 @@ def run_show(args: argparse.Namespace, io: Io) -> int:
 def _config_path(args: argparse.Namespace, io: Io) -> Path:
     given: Path | None = args.config
     return given if given is not None else default_config_path(io.environ)
-
-
-def _report(exc: ConfigError, path: Path, io: Io) -> int:
-    for problem in exc.problems:
-        io.err.write(f"error: {path}: {problem}\n")
-    return EXIT_CONFIG

@@ -28,7 +28,13 @@ from pathlib import Path
 import msgspec
 import trio
 
-from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subparsers
+from agent_identity.cli.app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Io,
+    Subparsers,
+    report_config_error,
+)
 from agent_identity.cli.config_command import default_config_path
 from agent_identity.config import DEFAULT_DATA_DIR, ConfigError, load_config
 from agent_identity.transports.control import (
@@ -201,9 +207,7 @@ def run_ctl(args: argparse.Namespace, io: Io) -> int:
     try:
         path = resolve_socket(args, io)
     except ConfigError as exc:
-        for problem in exc.problems:
-            io.err.write(f"error: {exc.source or 'config'}: {problem}\n")
-        return EXIT_CONFIG
+        return report_config_error(exc, exc.source or "config", io.err)
     build: RequestBuilder = args.ctl_build
     timeout: float = getattr(args, "timeout", DEFAULT_CALL_TIMEOUT)
     try:

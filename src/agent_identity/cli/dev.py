@@ -33,8 +33,16 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import trio
 
-from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subparsers, add_command
-from agent_identity.cli.serve import add_server_options, report_config_error, serve_loaded
+from agent_identity.cli.app import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Io,
+    Subparsers,
+    add_command,
+    report_config_error,
+)
+from agent_identity.cli.serve import add_server_options, serve_loaded
 from agent_identity.config import ConfigError, load_config
 from agent_identity.host.session_keys import MAIN_SESSION_KEY
 from agent_identity.kernel import ActorStopped

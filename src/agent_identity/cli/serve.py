@@ -18,7 +18,14 @@ from typing import TextIO
 import trio
 
 from agent_identity import __version__
-from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subparsers, add_command
+from agent_identity.cli.app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Io,
+    Subparsers,
+    add_command,
+    report_config_error,
+)
 from agent_identity.cli.config_command import default_config_path
 from agent_identity.cli.logs import LogFormat, configure_logging
 from agent_identity.config import ConfigError, LoadedConfig, load_config, secret_values
@@ -26,7 +33,7 @@ from agent_identity.kernel import ChildStartFailed, SupervisorGaveUp, lone_excep
 from agent_identity.system.serve import ServerInfo, run_server
 from agent_identity.transports.uds_socket import UnixListenerError
 
-__all__ = ["add_server_options", "register", "report_config_error", "serve_loaded"]
+__all__ = ["add_server_options", "register", "serve_loaded"]
 
 logger = logging.getLogger("agent_identity.serve")
 
@@ -64,12 +71,6 @@ def register(subparsers: Subparsers) -> None:
         "$OPENCLAW_STATE_DIR/openclaw.json, ~/.openclaw/openclaw.json)",
     )
     add_server_options(parser)
-
-
-def report_config_error(exc: ConfigError, path: Path, err: TextIO) -> int:
-    """Print every problem of an invalid config; the exit code to return."""
-    err.writelines(f"error: {path}: {problem}\n" for problem in exc.problems)
-    return EXIT_CONFIG
 
 
 def run_serve(args: argparse.Namespace, io: Io) -> int:

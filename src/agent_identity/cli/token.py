@@ -45,7 +45,14 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from agent_identity.cli.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, Io, Subparsers, add_command
+from agent_identity.cli.app import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Io,
+    Subparsers,
+    add_command,
+    report_config_error,
+)
 from agent_identity.cli.ctl import resolve_data_dir
 from agent_identity.config import ConfigError
 from agent_identity.system.serve import CONTROL_SOCKET, IDENTITY_SOCKET
@@ -129,9 +136,7 @@ def run_token(args: argparse.Namespace, io: Io) -> int:
     try:
         path = resolve_identity_socket(args, io)
     except ConfigError as exc:
-        for problem in exc.problems:
-            io.err.write(f"error: {exc.source or 'config'}: {problem}\n")
-        return EXIT_CONFIG
+        return report_config_error(exc, exc.source or "config", io.err)
     try:
         path.stat()
     except (FileNotFoundError, NotADirectoryError):
