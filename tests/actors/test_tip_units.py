@@ -38,7 +38,7 @@ from agent_identity.actors.tip_schedule import (
     TimerHeap,
 )
 from agent_identity.actors.tip_session import RenewFailed, SessionTokens
-from agent_identity.authz.tip_claims import DelegationChain
+from agent_identity.authz.tip_claims import DelegationChain, TipClaims
 from agent_identity.config import IdentityConfig
 from agent_identity.kernel import ActorStopped
 from agent_identity.oidc import IdTokenClaims, OidcError, RefreshNotValidatedError, TokenSet
@@ -658,5 +658,6 @@ def test_tip_info_expires_in() -> None:
         refresh_at=None,
         parent_key=None,
         cached=True,
+        claims=TipClaims(sub="alice", chain=DelegationChain(("a",))),
     )
     assert info.expires_in(40.0) == 60.0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from agent_identity.authz.tip_claims import DelegationChain
+from agent_identity.authz.tip_claims import DelegationChain, TipClaims
 from agent_identity.kernel import ActorStatistics, Address, Request
 
 __all__ = [
@@ -83,6 +83,8 @@ class TipInfo:
     parent_key: str | None
     #: Whether it came from the cache (False: minted for this request).
     cached: bool
+    #: All its claims, decoded once when it was minted (shared with the cache).
+    claims: TipClaims = field(repr=False, compare=False)
 
     def expires_in(self, now: float) -> float:
         """Seconds until expiry at wall-clock ``now``."""

@@ -91,6 +91,7 @@ class CachedTip(msgspec.Struct, eq=False):
             refresh_at=self.refresh_at,
             parent_key=self.parent_key,
             cached=cached,
+            claims=self.claims,
         )
 
     def summary(self, *, include_token: bool) -> TipSummary:

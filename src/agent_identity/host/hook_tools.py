@@ -44,9 +44,6 @@ from typing import Any, Final
 from agent_identity.actors.tip_messages import TipInfo, TipOutcome
 from agent_identity.actors.tip_state import MAX_LINK_DEPTH
 from agent_identity.authz import (
-    TipClaims,
-    TipClaimsError,
-    decode_tip_claims,
     normalize_tool_name,
     should_bypass_checks,
     skill_for_read,
@@ -86,40 +83,6 @@ _UNAVAILABLE: Final = (
     "Tool call blocked: your identity could not be checked right now ({reason}). Try again."
 )
 _DENIED: Final = "Tool call blocked: {reason}."
-#: Sessions whose decoded TIP the gate remembers at once.
-DEFAULT_CLAIMS_CAPACITY: Final = 4096
-
-
-class _ClaimsMemo:
-    """Each session's current TIP with its decoded claims; bounded, oldest entry first out.
-
-    Decoding the ~1 KB JWT for every checked call cost more than the rest of a cached
-    permission check; a TIP never changes, so it is decoded again only when the session's
-    TIP is another one (a refresh). Entries share the token object of the TIP cache.
-    """
-
-    def __init__(self, capacity: int = DEFAULT_CLAIMS_CAPACITY) -> None:
-        self._capacity = capacity
-        self._entries: dict[str, tuple[str, TipClaims]] = {}
-
-    def claims(self, session_key: str, token: str) -> TipClaims | str:
-        """The claims of ``token``; the token itself if undecodable (the checker says why)."""
-        entry = self._entries.get(session_key)
-        if entry is not None and (entry[0] is token or entry[0] == token):
-            return entry[1]
-        try:
-            claims = decode_tip_claims(token)
-        except TipClaimsError:
-            return token
-        self._entries.pop(session_key, None)  # re-inserted last: the oldest stays first
-        if len(self._entries) >= self._capacity:
-            del self._entries[next(iter(self._entries))]
-        self._entries[session_key] = (token, claims)
-        return claims
-
-    def forget(self, session_key: str) -> None:
-        """Drop a session's entry (it has no TIP any more)."""
-        self._entries.pop(session_key, None)
 
 
 def _call_key(event: BeforeToolCallEvent | AfterToolCallEvent, ctx: ToolHookContext) -> str | None:
@@ -167,7 +130,6 @@ class ToolGate:
         self._deps = deps
         self._skills = skills
         self._risk = RiskStep(deps, ledger_capacity=ledger_capacity)
-        self._claims = _ClaimsMemo()
 
     # ------------------------------------------------------------------ before_tool_call
 
@@ -227,11 +189,10 @@ class ToolGate:
         if tip is None:
             tip = await within(deadline, tips.get_tip(key))
         if not isinstance(tip, TipInfo):
-            self._claims.forget(key)
             if tip.code == "unavailable":
                 return _UNAVAILABLE.format(reason=tip.reason)
             return _NOT_SIGNED_IN
-        claims = self._claims.claims(key, tip.token)
+        claims = tip.claims  # decoded once, when the TIP was minted
         permission = self._deps.permission
         extra = {
             "session_key": key,
